@@ -1,0 +1,177 @@
+"""params.yaml, validated once, up front, against a typed schema.
+
+Every stage calls `load_params()` first, so a typo or a bad value stops the
+pipeline before any work is done, with a message that names the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+
+MNIST_TRAIN_IMAGES = 60_000
+
+
+class ParamsError(ValueError):
+    """A bad params.yaml: the message names the key, what was expected and what was found."""
+
+
+class Section(BaseModel):
+    # extra="forbid" turns a typo into an error instead of a silently ignored key.
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataParams(Section):
+    # A folder holding the four .gz files; None downloads them from the public mirrors.
+    # The environment variable MNIST_DIR overrides it (see data.resolve_source).
+    local_dir: str | None = "../shared/mnist"
+
+
+class SplitParams(Section):
+    seed: int = 20240601
+    train_size: PositiveInt = 48_000
+    valid_size: PositiveInt = 12_000
+
+    @model_validator(mode="after")
+    def _sizes_cover_mnist(self) -> SplitParams:
+        if self.train_size + self.valid_size != MNIST_TRAIN_IMAGES:
+            raise ValueError(
+                f"split.train_size + split.valid_size must be {MNIST_TRAIN_IMAGES} (the MNIST training set), "
+                f"found {self.train_size} + {self.valid_size} = {self.train_size + self.valid_size}"
+            )
+        return self
+
+
+class TrainParams(Section):
+    seed: int = 0
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 32
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: PositiveFloat = 1e-3
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    threads: PositiveInt | None = None  # None: one per CPU core
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    # A small profile for tests and smoke runs: train on the first N images of the train split.
+    limit_train_images: PositiveInt | None = None
+
+
+class MlpParams(Section):
+    hidden: PositiveInt = 100
+    train: dict[str, Any] = {}  # overrides of the shared train section, for this model only
+
+
+class CnnParams(Section):
+    max_params: PositiveInt = 50_000
+    train: dict[str, Any] = {}
+
+
+class VitParams(Section):
+    patch_size: PositiveInt = 7
+    dim: PositiveInt = 64
+    depth: PositiveInt = 4
+    heads: PositiveInt = 4
+    mlp_dim: PositiveInt = 128
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    train: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _shapes_fit(self) -> VitParams:
+        if 28 % self.patch_size:
+            raise ValueError(f"patch_size must divide 28, found {self.patch_size}")
+        if self.dim % self.heads:
+            raise ValueError(f"dim must be a multiple of heads, found dim={self.dim}, heads={self.heads}")
+        return self
+
+
+class ModelsParams(Section):
+    mlp: MlpParams = MlpParams()
+    cnn: CnnParams = CnnParams()
+    vit: VitParams = VitParams()
+
+
+class MlflowParams(Section):
+    experiment: str = "mnistbench"
+
+
+class Params(Section):
+    data: DataParams = DataParams()
+    split: SplitParams = SplitParams()
+    train: TrainParams = TrainParams()
+    models: ModelsParams = ModelsParams()
+    mlflow: MlflowParams = MlflowParams()
+
+    def model_names(self) -> list[str]:
+        return list(ModelsParams.model_fields)
+
+    def model_section(self, name: str) -> BaseModel:
+        if name not in self.model_names():
+            raise ParamsError(_unknown("model name", name, self.model_names()))
+        return getattr(self.models, name)
+
+    def train_for(self, name: str) -> TrainParams:
+        """The shared train section with this model's overrides applied, validated again."""
+        overrides = self.model_section(name).train
+        try:
+            return TrainParams(**{**self.train.model_dump(), **overrides})
+        except ValidationError as err:
+            raise ParamsError(_describe(err, prefix=f"models.{name}.train.", schema=TrainParams)) from None
+
+
+def _unknown(what: str, found: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(found, known, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"unknown {what} '{found}': expected one of {', '.join(known)}{hint}"
+
+
+def _schema_at(schema: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The pydantic class that owns the key at `loc`, for suggesting the nearest key."""
+    for part in loc:
+        field = schema.model_fields.get(part) if isinstance(part, str) else None
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return schema
+        schema = annotation
+    return schema
+
+
+def _describe(err: ValidationError, prefix: str = "", schema: type[BaseModel] = Params) -> str:
+    lines = []
+    for e in err.errors():
+        key = prefix + ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            owner = _schema_at(schema, e["loc"][:-1])
+            lines.append(f"{key}: {_unknown('key', str(e['loc'][-1]), list(owner.model_fields))}")
+        else:
+            lines.append(f"{key}: {e['msg']} (found {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def parse_params(raw: dict, source: str = "params.yaml") -> Params:
+    try:
+        params = Params(**(raw or {}))
+    except ValidationError as err:
+        raise ParamsError(f"{source}: invalid parameters\n{_describe(err)}") from None
+    for name in params.model_names():  # check every model's overrides now, not when its stage runs
+        try:
+            params.train_for(name)
+        except ParamsError as err:
+            raise ParamsError(f"{source}: invalid parameters\n{err}") from None
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: file not found; expected the pipeline's parameters in YAML")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections at the top level, found {type(raw).__name__}")
+    return parse_params(raw, str(path))

@@ -1,0 +1,205 @@
+"""MNIST on disk: fetch the four IDX files, check them, decode them, split them.
+
+The four files are the originals (LeCun, Cortes, Burges), byte for byte, as torchvision's
+MNIST class downloads them; their MD5s are the standard ones below.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import urllib.request
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mnistbench.errors import MnistbenchError
+from mnistbench.files import atomic_dir
+
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+IMAGE_SIZE = (28, 28)
+NUM_CLASSES = 10
+IDX_UBYTE = 0x08  # the IDX type code for unsigned bytes, the only type MNIST uses
+
+
+class DataError(MnistbenchError):
+    """A missing, corrupt or malformed data file."""
+
+
+# --- fetching ----------------------------------------------------------------------------
+
+
+def resolve_source(local_dir: str | None) -> Path | None:
+    """Where to copy the files from: $MNIST_DIR, else params' data.local_dir; None means download."""
+    chosen = os.environ.get("MNIST_DIR") or local_dir
+    return Path(chosen).expanduser() if chosen else None
+
+
+def md5sum(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _download(name: str, dest: Path) -> None:
+    errors = []
+    for mirror in MIRRORS:
+        try:
+            with urllib.request.urlopen(mirror + name, timeout=60) as response, open(dest, "wb") as out:
+                shutil.copyfileobj(response, out)
+            return
+        except OSError as err:  # URLError and timeouts are OSErrors
+            errors.append(f"{mirror}{name}: {err}")
+    raise DataError(
+        "could not download MNIST (no internet?); set data.local_dir in params.yaml or MNIST_DIR "
+        "to a folder holding the four .gz files.\n  " + "\n  ".join(errors)
+    )
+
+
+def fetch_raw(out_dir: str | Path, local_dir: str | None) -> dict:
+    """Copy (or download) the four files into out_dir and verify their MD5s; all or nothing."""
+    source = resolve_source(local_dir)
+    if source is not None and not source.is_dir():
+        raise DataError(
+            f"{source}: MNIST folder not found (from {'MNIST_DIR' if os.environ.get('MNIST_DIR') else 'data.local_dir'}); "
+            "expected a folder with the four IDX .gz files, or data.local_dir: null to download"
+        )
+    with atomic_dir(out_dir) as tmp:
+        for name, expected in MD5.items():
+            dest = tmp / name
+            if source is None:
+                _download(name, dest)
+            else:
+                if not (source / name).is_file():
+                    raise DataError(f"{source / name}: file not found; expected the standard MNIST file {name}")
+                shutil.copyfile(source / name, dest)
+            found = md5sum(dest)
+            if found != expected:
+                origin = source / name if source else name
+                raise DataError(f"{origin}: checksum mismatch: expected MD5 {expected}, found {found}")
+    return {"source": str(source) if source else "download", "files": MD5}
+
+
+# --- decoding ----------------------------------------------------------------------------
+
+
+def read_idx(path: str | Path, ndim: int) -> np.ndarray:
+    """Decode one gzipped IDX file of unsigned bytes with `ndim` dimensions."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        with gzip.open(path, "rb") as f:
+            blob = f.read()
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path}: corrupt or truncated gzip data ({err})") from None
+    if len(blob) < 4:
+        raise DataError(f"{path}: too short for an IDX header ({len(blob)} bytes)")
+    zero, kind, found_ndim = int.from_bytes(blob[0:2], "big"), blob[2], blob[3]
+    if zero != 0 or kind != IDX_UBYTE or found_ndim != ndim:
+        raise DataError(
+            f"{path}: wrong IDX magic number: expected 0x{0x0800 + ndim:08x} (unsigned bytes, {ndim}-D), "
+            f"found 0x{int.from_bytes(blob[0:4], 'big'):08x}"
+        )
+    header = 4 + 4 * ndim
+    if len(blob) < header:
+        raise DataError(f"{path}: truncated IDX header")
+    shape = tuple(int.from_bytes(blob[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(shape))
+    if len(blob) - header != expected:
+        raise DataError(
+            f"{path}: IDX header says shape {shape} ({expected} bytes of data), found {len(blob) - header} bytes"
+        )
+    return np.frombuffer(blob, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def read_images_and_labels(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    images = read_idx(images_path, ndim=3)
+    labels = read_idx(labels_path, ndim=1)
+    if images.shape[1:] != IMAGE_SIZE:
+        raise DataError(f"{images_path}: wrong image dimensions: expected 28x28, found {images.shape[1]}x{images.shape[2]}")
+    if len(images) != len(labels):
+        raise DataError(
+            f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels; expected equal counts"
+        )
+    if labels.size and labels.max() >= NUM_CLASSES:
+        bad = int(labels.max())
+        raise DataError(f"{labels_path}: label {bad} outside 0-9 at index {int(np.argmax(labels == bad))}")
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
+
+
+# --- splitting ---------------------------------------------------------------------------
+
+
+def split_indices(n: int, train_size: int, valid_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded random partition of range(n) into train and valid, disjoint and complete."""
+    if train_size + valid_size != n:
+        raise DataError(f"split sizes {train_size} + {valid_size} do not add up to the {n} training images")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[:train_size].sort().values, order[train_size:].sort().values
+
+
+def class_histogram(labels: torch.Tensor) -> list[int]:
+    return torch.bincount(labels, minlength=NUM_CLASSES).tolist()
+
+
+def _digest(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()
+
+
+def make_splits(raw_dir: str | Path, out_dir: str | Path, train_size: int, valid_size: int, seed: int) -> dict:
+    """Decode the raw files and write train/valid/test tensors; return a summary of each split."""
+    raw_dir = Path(raw_dir)
+    train_x, train_y = read_images_and_labels(
+        raw_dir / "train-images-idx3-ubyte.gz", raw_dir / "train-labels-idx1-ubyte.gz"
+    )
+    test_x, test_y = read_images_and_labels(raw_dir / "t10k-images-idx3-ubyte.gz", raw_dir / "t10k-labels-idx1-ubyte.gz")
+    train_idx, valid_idx = split_indices(len(train_x), train_size, valid_size, seed)
+    splits = {
+        "train": (train_x[train_idx], train_y[train_idx]),
+        "valid": (train_x[valid_idx], train_y[valid_idx]),
+        "test": (test_x, test_y),
+    }
+    summary = {"seed": seed, "splits": {}}
+    with atomic_dir(out_dir) as tmp:
+        for name, (x, y) in splits.items():
+            torch.save({"images": x, "labels": y}, tmp / f"{name}.pt")
+            summary["splits"][name] = {
+                "count": len(y),
+                "class_counts": class_histogram(y),
+                "sha256_images": _digest(x),
+                "sha256_labels": _digest(y),
+            }
+    return summary
+
+
+def load_split(processed_dir: str | Path, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split as (uint8 images N x 28 x 28, int64 labels N)."""
+    path = Path(processed_dir) / f"{name}.pt"
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; run the split stage first (dvc repro split)")
+    try:
+        blob = torch.load(path, weights_only=True)
+        return blob["images"], blob["labels"]
+    except Exception as err:  # a torn or foreign file: say which one
+        raise DataError(f"{path}: not a split file written by the split stage ({err})") from None
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels to floats in [0, 1] with a channel axis, as torchvision's ToTensor gives them."""
+    return images.unsqueeze(1).float().div_(255.0)

@@ -1,0 +1,55 @@
+"""Test-set metrics: loss, accuracy, per-class accuracy and the confusion matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mnistbench.data import NUM_CLASSES
+from mnistbench.errors import MnistbenchError
+from mnistbench.training import score
+
+
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a state_dict saved by the train stage, safely (weights_only), into `model`."""
+    path = Path(path)
+    if not path.is_file():
+        raise MnistbenchError(f"{path}: model file not found; run its train stage first")
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:
+        raise MnistbenchError(f"{path}: not a readable state_dict ({err})") from None
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        first = str(err).strip().splitlines()[:3]
+        raise MnistbenchError(
+            f"{path}: checkpoint does not fit the {type(model).__name__} built from params.yaml "
+            f"(a checkpoint from another architecture?): {' '.join(first)}"
+        ) from None
+    return model
+
+
+def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor) -> torch.Tensor:
+    """counts[actual, predicted]."""
+    flat = labels * NUM_CLASSES + predictions
+    return torch.bincount(flat, minlength=NUM_CLASSES**2).reshape(NUM_CLASSES, NUM_CLASSES)
+
+
+def test_metrics(model: nn.Module, images, labels, batch_size: int, device) -> tuple[dict, torch.Tensor]:
+    result = score(model, images, labels, batch_size, device)
+    predictions = result["logits"].argmax(1)
+    matrix = confusion_matrix(labels, predictions)
+    per_class = (matrix.diag().float() / matrix.sum(1).clamp(min=1)).tolist()
+    metrics = {
+        "test_accuracy": result["accuracy"],
+        "test_loss": result["loss"],
+        "test_loss_writeup": result["loss_writeup"],
+        "test_correct": int(matrix.diag().sum()),
+        "test_count": len(labels),
+        "per_class_accuracy": {str(c): acc for c, acc in enumerate(per_class)},
+        "confusion_matrix": matrix.tolist(),
+    }
+    return metrics, predictions

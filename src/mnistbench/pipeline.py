@@ -1,0 +1,125 @@
+"""What each DVC stage does, one function per stage; the scripts in stages/ only parse paths."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import torch
+
+from mnistbench import data, environment, evaluation, tracking, training
+from mnistbench.config import Params
+from mnistbench.files import atomic_path, read_json, write_json, write_text
+from mnistbench.models import build_model, count_parameters
+
+
+def download(params: Params, raw_dir: Path) -> None:
+    info = data.fetch_raw(raw_dir, params.data.local_dir)
+    print(f"MNIST from {info['source']}: 4 files, MD5s verified, in {raw_dir}")
+
+
+def split(params: Params, raw_dir: Path, processed_dir: Path, summary_out: Path) -> None:
+    s = params.split
+    summary = data.make_splits(raw_dir, processed_dir, s.train_size, s.valid_size, s.seed)
+    write_json(summary_out, summary)
+    counts = ", ".join(f"{k} {v['count']}" for k, v in summary["splits"].items())
+    print(f"split (seed {s.seed}): {counts}")
+
+
+def _csv(rows: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def train(
+    params: Params,
+    name: str,
+    processed_dir: Path,
+    model_out: Path,
+    history_out: Path,
+    run_out: Path,
+    checkpoint_path: Path,
+) -> None:
+    tp = params.train_for(name)
+    environment.make_deterministic(tp.seed, tp.threads)
+    device = environment.resolve_device(tp.device)
+    model = build_model(name, params)  # after seeding: the initial weights are reproducible
+    section = params.model_section(name).model_dump(exclude={"train"})
+    train_set = data.load_split(processed_dir, "train")
+    valid_set = data.load_split(processed_dir, "valid")
+
+    env = environment.describe(device)
+    run_params = {"model": name, "split": params.split.model_dump(), "train": tp.model_dump(), "arch": section}
+    tags = {f"env.{k}": str(v) for k, v in env.items()} | {"mlflow.source.git.commit": env["git_commit"]}
+    checkpoint = training.Checkpoint(checkpoint_path, training.fingerprint(run_params))
+
+    with tracking.start_run(params.mlflow.experiment, name, run_params, tags) as run:
+        tracking.log_metrics({"parameters": count_parameters(model)})
+        result = training.train(
+            model, tp, train_set, valid_set, device, checkpoint,
+            on_epoch=lambda record: tracking.log_metrics(record, step=record["epoch"]),
+            name=name,
+        )
+        tracking.log_metrics({
+            "train_seconds": result.train_seconds,
+            "images_per_second": result.images_per_second,
+        })
+        tracking.log_model(model, data.to_float(valid_set[0][:4]))
+        run_id = run.info.run_id
+
+    with atomic_path(model_out) as tmp:
+        torch.save(model.state_dict(), tmp)
+    write_text(history_out, _csv(result.history))
+    best = max(result.history, key=lambda r: r["valid_accuracy"])
+    write_json(run_out, {
+        "model": name,
+        "mlflow_run_id": run_id,
+        "mlflow_experiment": params.mlflow.experiment,
+        "parameters": count_parameters(model),
+        "epochs": tp.epochs,
+        "batch_size": tp.batch_size,
+        "optimizer": tp.optimizer,
+        "lr": tp.lr,
+        "seed": tp.seed,
+        "train_images": len(train_set[1]) if not tp.limit_train_images else min(tp.limit_train_images, len(train_set[1])),
+        "best_valid_accuracy": best["valid_accuracy"],
+        "best_valid_epoch": best["epoch"],
+        "train_seconds": result.train_seconds,
+        "wall_seconds": result.wall_seconds,
+        "images_per_second": result.images_per_second,
+        "environment": env,
+    })
+
+
+def evaluate(
+    params: Params, name: str, processed_dir: Path, model_path: Path, run_json: Path, metrics_out: Path,
+    predictions_out: Path,
+) -> None:
+    tp = params.train_for(name)
+    environment.make_deterministic(tp.seed, tp.threads)
+    device = environment.resolve_device(tp.device)
+    model = evaluation.load_weights(build_model(name, params), model_path).to(device)
+    images, labels = data.load_split(processed_dir, "test")
+    metrics, predictions = evaluation.test_metrics(model, images, labels, tp.batch_size, device)
+    metrics = {"model": name, **metrics}
+    run = read_json(run_json)
+    tracking.log_test_metrics(
+        params.mlflow.experiment, run["mlflow_run_id"],
+        {k: metrics[k] for k in ("test_accuracy", "test_loss", "test_loss_writeup")},
+    )
+    write_json(metrics_out, metrics)
+    rows = [{"actual": a, "predicted": p} for a, p in zip(labels.tolist(), predictions.tolist())]
+    write_text(predictions_out, _csv(rows))  # for `dvc plots show`'s confusion template
+    print(f"{name}: test accuracy {metrics['test_accuracy']:.4f} ({metrics['test_correct']}/{metrics['test_count']}), "
+          f"loss {metrics['test_loss']:.4f}")
+
+
+def report(params: Params, reports_dir: Path, split_summary: Path) -> None:
+    from mnistbench.reporting import write_report  # matplotlib is slow to import; only this stage needs it
+
+    out = write_report(params.model_names(), reports_dir, split_summary)
+    print(f"wrote {out}")

@@ -1,0 +1,199 @@
+"""One training loop for every model: preloaded tensors, seeded shuffling, a checkpoint per epoch.
+
+Losses are reported two ways:
+- `loss`: the usual mean cross-entropy per image;
+- `loss_writeup`: the write-up's "Average loss", the sum of per-batch mean losses divided by
+  the number of images (about loss / batch_size), so our logs compare with its logs line by line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from mnistbench.config import TrainParams
+from mnistbench.data import to_float
+from mnistbench.errors import MnistbenchError
+from mnistbench.files import atomic_path
+
+EVAL_CHUNK = 1000  # images per forward pass when evaluating: big enough to be fast, small enough for memory
+
+
+def make_optimizer(model: nn.Module, tp: TrainParams) -> torch.optim.Optimizer:
+    # The fused kernels are faster for these small models; they give the same results run to run.
+    if tp.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=tp.lr, momentum=tp.momentum, weight_decay=tp.weight_decay)
+    cls = torch.optim.Adam if tp.optimizer == "adam" else torch.optim.AdamW
+    return cls(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay, fused=True)
+
+
+def writeup_loss(per_image_losses: torch.Tensor, batch_size: int) -> float:
+    """The write-up's convention: sum over batches of the batch's mean loss, divided by the image count."""
+    n = len(per_image_losses)
+    batch_means = [chunk.mean() for chunk in per_image_losses.split(batch_size)]
+    return float(torch.stack(batch_means).sum() / n)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Logits for uint8 images, in chunks, in eval mode."""
+    model.eval()
+    out = [model(to_float(chunk).to(device)).float().cpu() for chunk in images.split(EVAL_CHUNK)]
+    return torch.cat(out)
+
+
+def score(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device) -> dict:
+    logits = predict(model, images, device)
+    losses = F.cross_entropy(logits, labels, reduction="none")
+    return {
+        "loss": float(losses.mean()),
+        "loss_writeup": writeup_loss(losses, batch_size),
+        "accuracy": float((logits.argmax(1) == labels).float().mean()),
+        "logits": logits,
+    }
+
+
+@dataclass
+class Checkpoint:
+    """Everything needed to continue a run exactly where it stopped."""
+
+    path: Path
+    fingerprint: str  # of the settings; a checkpoint from other settings is not resumed
+
+    def save(self, state: dict) -> None:
+        with atomic_path(self.path) as tmp:
+            torch.save({"fingerprint": self.fingerprint, **state}, tmp)
+
+    def load(self) -> dict | None:
+        if not self.path.is_file():
+            return None
+        try:
+            state = torch.load(self.path, weights_only=True)
+        except Exception as err:
+            raise MnistbenchError(f"{self.path}: unreadable checkpoint ({err}); delete it to start afresh") from None
+        if state.get("fingerprint") != self.fingerprint:
+            print(f"{self.path}: written for other settings, starting afresh", file=sys.stderr)
+            return None
+        return state
+
+
+def fingerprint(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _rng_state(shuffle: torch.Generator) -> dict:
+    # Only torch's RNGs are used while training: the global one (dropout) and the shuffle.
+    return {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
+
+
+def _restore_rng(state: dict, shuffle: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    shuffle.set_state(state["shuffle"])
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)
+    train_seconds: float = 0.0  # time in optimisation steps only: the basis of throughput
+    wall_seconds: float = 0.0  # the whole loop, validation included
+    images_seen: int = 0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images_seen / self.train_seconds if self.train_seconds else 0.0
+
+
+def train(
+    model: nn.Module,
+    tp: TrainParams,
+    train_set: tuple[torch.Tensor, torch.Tensor],
+    valid_set: tuple[torch.Tensor, torch.Tensor],
+    device: torch.device,
+    checkpoint: Checkpoint | None = None,
+    on_epoch: Callable[[dict], None] = lambda record: None,
+    name: str = "model",
+) -> TrainResult:
+    """Train for tp.epochs, validating after each epoch; resume from `checkpoint` if it holds one."""
+    images, labels = train_set
+    if tp.limit_train_images:
+        images, labels = images[: tp.limit_train_images], labels[: tp.limit_train_images]
+    x_all = to_float(images).to(device)
+    y_all = labels.to(device)
+    n = len(y_all)
+    model.to(device)
+    optimizer = make_optimizer(model, tp)
+    shuffle = torch.Generator().manual_seed(tp.seed)
+    result = TrainResult()
+    start_epoch = 1
+
+    state = checkpoint.load() if checkpoint else None
+    if state and state["epoch"] >= tp.epochs:
+        state = None  # a finished run is rerun because something changed (or -f): start afresh
+    if state:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        _restore_rng(state["rng"], shuffle)
+        result = TrainResult(**state["result"])
+        start_epoch = state["epoch"] + 1
+        print(f"{name}: resuming from {checkpoint.path} after epoch {state['epoch']}", file=sys.stderr)
+        for record in result.history:  # a resumed run reports the epochs it inherited too
+            on_epoch(record)
+
+    interactive = sys.stderr.isatty()
+    for epoch in range(start_epoch, tp.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=shuffle).to(device)
+        batch_losses, correct = [], 0
+        bar = tqdm(order.split(tp.batch_size), desc=f"{name} epoch {epoch}/{tp.epochs}", unit="batch",
+                   disable=not interactive, leave=False)
+        for idx in bar:
+            x, y = x_all[idx], y_all[idx]
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            batch_losses.append(loss.detach() * len(y))  # sum of per-image losses in this batch
+            correct += (logits.argmax(1) == y).sum()
+        t1 = time.perf_counter()
+        sums = torch.stack(batch_losses)
+        sizes = torch.tensor([len(i) for i in order.split(tp.batch_size)], device=sums.device)
+        valid = score(model, *valid_set, tp.batch_size, device)
+        record = {
+            "epoch": epoch,
+            "train_loss": float(sums.sum() / n),
+            "train_loss_writeup": float((sums / sizes).sum() / n),
+            "train_accuracy": float(correct) / n,
+            "valid_loss": valid["loss"],
+            "valid_loss_writeup": valid["loss_writeup"],
+            "valid_accuracy": valid["accuracy"],
+            "epoch_seconds": time.perf_counter() - t0,
+        }
+        result.history.append(record)
+        result.train_seconds += t1 - t0
+        result.wall_seconds += record["epoch_seconds"]
+        result.images_seen += n
+        line = (f"{name} epoch {epoch}/{tp.epochs}: train loss {record['train_loss']:.4f} acc {record['train_accuracy']:.4f}"
+                f" | valid loss {record['valid_loss']:.4f} acc {record['valid_accuracy']:.4f} | {record['epoch_seconds']:.1f}s")
+        print(line, file=sys.stderr, flush=True)
+        on_epoch(record)
+        if checkpoint:
+            checkpoint.save({
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "rng": _rng_state(shuffle),
+                "result": result.__dict__,
+            })
+    return result
