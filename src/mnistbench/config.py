@@ -54,6 +54,10 @@ class TrainParams(Section):
     lr: PositiveFloat = 1e-3
     momentum: float = Field(0.0, ge=0.0, lt=1.0)
     weight_decay: float = Field(0.0, ge=0.0)
+    # Learning-rate schedule, stepped per batch: constant (the write-up's), or a linear warm-up
+    # over `warmup_epochs` followed by cosine decay to zero.
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_epochs: float = Field(0.0, ge=0.0)
     threads: PositiveInt | None = None  # None: one per CPU core
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     # A small profile for tests and smoke runs: train on the first N images of the train split.

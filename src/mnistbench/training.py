@@ -9,6 +9,7 @@ Losses are reported two ways:
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 import sys
 import time
@@ -35,6 +36,21 @@ def make_optimizer(model: nn.Module, tp: TrainParams) -> torch.optim.Optimizer:
         return torch.optim.SGD(model.parameters(), lr=tp.lr, momentum=tp.momentum, weight_decay=tp.weight_decay)
     cls = torch.optim.Adam if tp.optimizer == "adam" else torch.optim.AdamW
     return cls(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay, fused=True)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, tp: TrainParams, steps_per_epoch: int):
+    """A per-batch LR multiplier: 1 for `constant`; warm-up then cosine decay for `cosine`."""
+    total = tp.epochs * steps_per_epoch
+    warmup = int(tp.warmup_epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if tp.schedule == "constant":
+            return 1.0
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def writeup_loss(per_image_losses: torch.Tensor, batch_size: int) -> float:
@@ -132,6 +148,7 @@ def train(
     n = len(y_all)
     model.to(device)
     optimizer = make_optimizer(model, tp)
+    scheduler = make_scheduler(optimizer, tp, steps_per_epoch=math.ceil(n / tp.batch_size))
     shuffle = torch.Generator().manual_seed(tp.seed)
     result = TrainResult()
     start_epoch = 1
@@ -142,6 +159,7 @@ def train(
     if state:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
         _restore_rng(state["rng"], shuffle)
         result = TrainResult(**state["result"])
         start_epoch = state["epoch"] + 1
@@ -164,6 +182,7 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            scheduler.step()
             batch_losses.append(loss.detach() * len(y))  # sum of per-image losses in this batch
             correct += (logits.argmax(1) == y).sum()
         t1 = time.perf_counter()
@@ -193,6 +212,7 @@ def train(
                 "epoch": epoch,
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
                 "rng": _rng_state(shuffle),
                 "result": result.__dict__,
             })

@@ -1,0 +1,83 @@
+import pytest
+import yaml
+
+from conftest import ROOT
+from mnistbench.config import ParamsError, load_params, parse_params
+from mnistbench.models import build_model
+
+
+def committed() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def with_change(section: str, key: str, value) -> dict:
+    raw = committed()
+    node = raw
+    for part in section.split("."):
+        node = node[part]
+    node[key] = value
+    return raw
+
+
+def test_committed_params_are_valid():
+    params = load_params(ROOT / "params.yaml")
+    assert params.model_names() == ["mlp", "cnn", "vit"]
+    assert params.train.epochs == 10 and params.train.batch_size == 32
+    assert params.split.train_size == 48_000 and params.split.valid_size == 12_000
+
+
+@pytest.mark.parametrize("key", ["epochs", "batch_size"])
+@pytest.mark.parametrize("value", [0, -3])
+def test_non_positive_counts(key, value):
+    with pytest.raises(ParamsError, match=rf"train\.{key}: Input should be greater than 0 \(found {value}\)"):
+        parse_params(with_change("train", key, value))
+
+
+def test_non_numeric_learning_rate():
+    with pytest.raises(ParamsError, match=r"train\.lr: .*found 'fast'"):
+        parse_params(with_change("train", "lr", "fast"))
+
+
+def test_typo_gets_a_suggestion():
+    raw = committed()
+    raw["train"]["epocs"] = 3
+    with pytest.raises(ParamsError, match=r"train\.epocs: unknown key 'epocs'.*did you mean 'epochs'\?"):
+        parse_params(raw)
+
+
+def test_typo_in_a_model_override_gets_a_suggestion():
+    raw = with_change("models.vit", "train", {"lr_": 0.1})
+    with pytest.raises(ParamsError, match=r"models\.vit\.train\.lr_: unknown key 'lr_'.*did you mean 'lr'\?"):
+        parse_params(raw)
+
+
+def test_split_sizes_must_cover_mnist():
+    with pytest.raises(ParamsError, match=r"must be 60000 .*found 48000 \+ 10000 = 58000"):
+        parse_params(with_change("split", "valid_size", 10_000))
+
+
+def test_unknown_model_name():
+    params = parse_params(committed())
+    with pytest.raises(ParamsError, match=r"unknown model name 'cnm'.*did you mean 'cnn'\?"):
+        params.model_section("cnm")
+
+
+def test_cnn_over_its_parameter_budget():
+    params = parse_params(with_change("models.cnn", "max_params", 40_000))
+    with pytest.raises(ParamsError, match=r"models\.cnn\.max_params: the CNN has 40730 parameters, over the budget of 40000"):
+        build_model("cnn", params)
+
+
+def test_model_overrides_apply_to_that_model_only():
+    params = parse_params(with_change("models.vit", "train", {"lr": 0.01}))
+    assert params.train_for("vit").lr == 0.01
+    assert params.train_for("mlp").lr == params.train.lr
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ParamsError, match="nothere.yaml: file not found"):
+        load_params(tmp_path / "nothere.yaml")
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ParamsError, match="params.yaml: not valid YAML"):
+        load_params(bad)

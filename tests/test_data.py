@@ -1,0 +1,132 @@
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import write_idx
+from mnistbench import data
+from mnistbench.data import DataError
+
+
+@pytest.fixture
+def images():
+    return np.random.default_rng(0).integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
+
+
+def test_read_idx_round_trip(tmp_path, images):
+    path = write_idx(tmp_path / "x.gz", images)
+    assert np.array_equal(data.read_idx(path, ndim=3), images)
+
+
+def test_truncated_gzip_is_named(tmp_path, images):
+    path = write_idx(tmp_path / "x.gz", images)
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(DataError, match=r"x\.gz: corrupt or truncated"):
+        data.read_idx(path, ndim=3)
+
+
+def test_not_gzip_at_all(tmp_path):
+    path = tmp_path / "x.gz"
+    path.write_bytes(b"this is not gzip")
+    with pytest.raises(DataError, match="corrupt or truncated"):
+        data.read_idx(path, ndim=3)
+
+
+def test_wrong_magic(tmp_path, images):
+    path = write_idx(tmp_path / "x.gz", images, magic=0x0D03)  # 0x0D is float, not unsigned byte
+    with pytest.raises(DataError, match="wrong IDX magic number: expected 0x00000803.*found 0x00000d03"):
+        data.read_idx(path, ndim=3)
+
+
+def test_labels_file_where_images_expected(tmp_path):
+    path = write_idx(tmp_path / "labels.gz", np.arange(5))
+    with pytest.raises(DataError, match="expected 0x00000803"):
+        data.read_idx(path, ndim=3)
+
+
+def test_header_count_disagrees_with_data(tmp_path, images):
+    path = write_idx(tmp_path / "x.gz", images, count=6)
+    with pytest.raises(DataError, match=r"header says shape \(6, 28, 28\)"):
+        data.read_idx(path, ndim=3)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match="nope.gz: file not found"):
+        data.read_idx(tmp_path / "nope.gz", ndim=1)
+
+
+def test_image_and_label_counts_must_match(tmp_path, images):
+    x = write_idx(tmp_path / "x.gz", images)
+    y = write_idx(tmp_path / "y.gz", np.arange(4))
+    with pytest.raises(DataError, match="holds 5 images but .*y.gz holds 4 labels"):
+        data.read_images_and_labels(x, y)
+
+
+def test_wrong_image_dimensions(tmp_path):
+    x = write_idx(tmp_path / "x.gz", np.zeros((3, 28, 27)))
+    y = write_idx(tmp_path / "y.gz", np.arange(3))
+    with pytest.raises(DataError, match="wrong image dimensions: expected 28x28, found 28x27"):
+        data.read_images_and_labels(x, y)
+
+
+def test_labels_outside_0_to_9(tmp_path, images):
+    x = write_idx(tmp_path / "x.gz", images)
+    y = write_idx(tmp_path / "y.gz", [1, 2, 12, 3, 4])
+    with pytest.raises(DataError, match="label 12 outside 0-9 at index 2"):
+        data.read_images_and_labels(x, y)
+
+
+def test_split_is_deterministic_disjoint_and_complete():
+    a_train, a_valid = data.split_indices(1000, 800, 200, seed=7)
+    b_train, b_valid = data.split_indices(1000, 800, 200, seed=7)
+    c_train, _ = data.split_indices(1000, 800, 200, seed=8)
+    assert torch.equal(a_train, b_train) and torch.equal(a_valid, b_valid)
+    assert not torch.equal(a_train, c_train)
+    assert len(a_train) == 800 and len(a_valid) == 200
+    assert set(a_train.tolist()).isdisjoint(a_valid.tolist())
+    assert sorted(a_train.tolist() + a_valid.tolist()) == list(range(1000))
+
+
+def test_fetch_verifies_md5_and_leaves_nothing_behind(tmp_path, mnist_dir):
+    local = tmp_path / "local"
+    shutil.copytree(mnist_dir, local)
+    bad = local / "t10k-labels-idx1-ubyte.gz"
+    bad.chmod(0o644)
+    blob = bytearray(bad.read_bytes())
+    blob[100] ^= 0xFF  # one flipped byte
+    bad.write_bytes(bytes(blob))
+    out = tmp_path / "raw"
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte.gz: checksum mismatch: expected MD5 ec29112d"):
+        data.fetch_raw(out, str(local))
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["local"]  # no temporary folder left either
+
+
+def test_fetch_names_a_missing_file(tmp_path, mnist_dir):
+    local = tmp_path / "local"
+    shutil.copytree(mnist_dir, local)
+    (local / "train-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz: file not found"):
+        data.fetch_raw(tmp_path / "raw", str(local))
+    assert not (tmp_path / "raw").exists()
+
+
+def test_fetch_names_a_missing_folder(tmp_path):
+    with pytest.raises(DataError, match="nowhere: MNIST folder not found"):
+        data.fetch_raw(tmp_path / "raw", str(tmp_path / "nowhere"))
+
+
+def test_real_mnist_decodes_to_the_published_counts(tmp_path, mnist_dir):
+    raw = tmp_path / "raw"
+    data.fetch_raw(raw, str(mnist_dir))
+    summary = data.make_splits(raw, tmp_path / "processed", 48_000, 12_000, seed=1)
+    s = summary["splits"]
+    assert (s["train"]["count"], s["valid"]["count"], s["test"]["count"]) == (48_000, 12_000, 10_000)
+    # per-class counts from the MNIST README in ../shared/mnist
+    train_counts = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert [a + b for a, b in zip(s["train"]["class_counts"], s["valid"]["class_counts"])] == train_counts
+    assert s["test"]["class_counts"] == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    images, labels = data.load_split(tmp_path / "processed", "valid")
+    assert images.shape == (12_000, 28, 28) and images.dtype == torch.uint8
+    assert labels.dtype == torch.int64

@@ -1,0 +1,66 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import ROOT
+from mnistbench.config import load_params
+from mnistbench.models import build_model, count_parameters
+from mnistbench.models.vit import MultiHeadSelfAttention, ViT
+
+
+def linear(n_in, n_out):
+    return n_in * n_out + n_out
+
+
+def conv(c_in, c_out, k):
+    return c_in * c_out * k * k + c_out
+
+
+def vit_parameters(patch, dim, depth, heads, mlp_dim):
+    tokens = (28 // patch) ** 2 + 1
+    layer = 2 * 2 * dim + 3 * dim * dim + linear(dim, dim) + linear(dim, mlp_dim) + linear(mlp_dim, dim)
+    return linear(patch * patch, dim) + dim + tokens * dim + depth * layer + 2 * dim + linear(dim, 10)
+
+
+@pytest.fixture(scope="module")
+def params():
+    return load_params(ROOT / "params.yaml")
+
+
+def test_parameter_counts(params):
+    # The MLP of the write-up: 784 -> 100 -> 100 -> 10.
+    assert count_parameters(build_model("mlp", params)) == linear(784, 100) + linear(100, 100) + linear(100, 10) == 89_610
+    # The CNN: the write-up prints "total params: 40730"; under the 50,000 budget.
+    cnn = count_parameters(build_model("cnn", params))
+    assert cnn == conv(1, 12, 3) + conv(12, 24, 3) + linear(24 * 7 * 7, 32) + linear(32, 10) == 40_730
+    assert cnn <= params.models.cnn.max_params == 50_000
+    v = params.models.vit
+    assert count_parameters(build_model("vit", params)) == vit_parameters(v.patch_size, v.dim, v.depth, v.heads, v.mlp_dim)
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "vit"])
+def test_output_shape(params, name):
+    model = build_model(name, params).eval()
+    assert model(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_vit_patches_are_row_major_7x7_tiles():
+    model = ViT(patch_size=7)
+    images = torch.arange(28 * 28, dtype=torch.float32).reshape(1, 1, 28, 28)
+    patches = model.patches(images)
+    assert patches.shape == (1, 16, 49)
+    assert torch.equal(patches[0, 1], images[0, 0, 0:7, 7:14].reshape(-1))  # second patch: top row, next tile
+    assert torch.equal(patches[0, 4], images[0, 0, 7:14, 0:7].reshape(-1))
+
+
+def test_attention_matches_the_textbook_formula():
+    torch.manual_seed(0)
+    attn = MultiHeadSelfAttention(dim=16, heads=4)
+    x = torch.randn(2, 5, 16)
+    q, k, v = attn.qkv(x).chunk(3, dim=-1)
+    heads = lambda t: t.view(2, 5, 4, 4).transpose(1, 2)  # noqa: E731
+    weights = F.softmax(heads(q) @ heads(k).transpose(-1, -2) / math.sqrt(4), dim=-1)
+    expected = attn.out((weights @ heads(v)).transpose(1, 2).reshape(2, 5, 16))
+    assert torch.allclose(attn(x), expected, atol=1e-6)

@@ -1,0 +1,94 @@
+"""Real `dvc repro` of the whole pipeline, on a tiny profile, in a temporary copy of the project."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+MODELS = ["mlp", "cnn", "vit"]
+
+
+def copy_project(dest: Path) -> None:
+    """The files git would commit: tracked, plus untracked ones not ignored."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT, capture_output=True, check=True,
+    ).stdout.decode().split("\0")
+    for rel in filter(None, listed):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+
+
+def run(cmd, cwd, env):
+    bindir = str(Path(sys.executable).parent)  # the venv's dvc and python
+    env = {**env, "PATH": bindir + os.pathsep + env.get("PATH", "")}
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def tiny_project(tmp_path_factory, mnist_dir):
+    project = tmp_path_factory.mktemp("project")
+    copy_project(project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"].update(epochs=1, limit_train_images=2000)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for stale in ("dvc.lock", "reports"):  # outputs of the committed full run
+        path = project / stale
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"MNIST_DIR": str(mnist_dir)}
+    result = run(["dvc", "repro"], project, env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return project, env
+
+
+def test_report_has_a_row_per_model(tiny_project):
+    project, _ = tiny_project
+    report = (project / "reports" / "comparison.md").read_text()
+    rows = [line for line in report.splitlines() if line.startswith("| ") and not line.startswith("| model")]
+    assert [row.split("|")[1].strip() for row in rows] == MODELS
+    assert "| 2,000 |" in rows[0]  # the tiny profile's train images
+    for name in MODELS:
+        assert (project / "reports" / "figures" / f"{name}_curves.png").stat().st_size > 10_000
+
+
+def test_metrics_files(tiny_project):
+    project, env = tiny_project
+    for name in MODELS:
+        metrics = json.loads((project / "reports" / "metrics" / f"{name}.json").read_text())
+        assert metrics["test_count"] == 10_000
+        assert 0.3 < metrics["test_accuracy"] <= 1.0  # 1 epoch on 2,000 images: well above chance
+        assert sum(map(sum, metrics["confusion_matrix"])) == 10_000
+    shown = run(["dvc", "metrics", "show", "--json"], project, env)
+    assert shown.returncode == 0 and "test_accuracy" in shown.stdout
+
+
+def test_one_mlflow_run_per_model_with_metrics(tiny_project):
+    project, _ = tiny_project
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("mnistbench")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.run_name for r in runs) == sorted(MODELS)
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        assert 0.3 < r.data.metrics["test_accuracy"] <= 1.0
+        assert r.data.params["train.epochs"] == "1"
+        assert r.data.tags["env.deterministic"] == "True"
+        assert len(client.get_metric_history(r.info.run_id, "valid_accuracy")) == 1
+
+
+def test_nothing_to_do_on_a_second_repro(tiny_project):
+    project, env = tiny_project
+    status = run(["dvc", "status", "--json"], project, env)
+    assert status.returncode == 0 and json.loads(status.stdout) == {}

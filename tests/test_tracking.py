@@ -1,0 +1,54 @@
+import mlflow
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from mnistbench import tracking
+from mnistbench.errors import MnistbenchError
+from mnistbench.models.cnn import build_cnn
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    yield uri
+    mlflow.end_run()
+
+
+def test_run_logs_params_curves_model_and_tags(store, tmp_path):
+    params = {"model": "cnn", "train": {"lr": 0.001, "epochs": 2}}
+    with tracking.start_run("exp-a", "cnn", params, {"env.device": "cpu"}) as run:
+        for epoch in (1, 2):
+            tracking.log_metrics({"valid_accuracy": 0.5 + epoch / 10}, step=epoch)
+        tracking.log_model(build_cnn(), torch.rand(2, 1, 28, 28))
+    tracking.log_test_metrics("exp-a", run.info.run_id, {"test_accuracy": 0.75})
+
+    client = MlflowClient(store)
+    got = client.get_run(run.info.run_id)
+    assert got.data.params == {"model": "cnn", "train.lr": "0.001", "train.epochs": "2"}
+    assert got.data.tags["env.device"] == "cpu"
+    assert got.data.metrics["test_accuracy"] == 0.75
+    history = client.get_metric_history(run.info.run_id, "valid_accuracy")
+    assert [(m.step, m.value) for m in history] == [(1, 0.6), (2, 0.7)]
+    models = client.search_logged_models(experiment_ids=[got.info.experiment_id])
+    assert len(models) == 1 and models[0].source_run_id == run.info.run_id
+    assert (tmp_path / "mlartifacts").is_dir()  # artifacts beside the SQLite file
+
+
+def test_unreachable_server_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # discard port: nothing listens
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    with pytest.raises(MnistbenchError, match=r"MLflow tracking store http://127.0.0.1:9 cannot be reached"):
+        tracking.connect("exp")
+
+
+def test_default_store_is_the_original_project_from_a_dvc_temp_copy(tmp_path, monkeypatch):
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    copy = tmp_path / ".dvc" / "tmp" / "exps" / "tmpabc123"
+    copy.mkdir(parents=True)
+    (copy / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(copy))
+    assert tracking.tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"

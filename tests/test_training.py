@@ -1,0 +1,85 @@
+import hashlib
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import ROOT
+from mnistbench import environment, training
+from mnistbench.config import load_params
+from mnistbench.models import build_model
+
+
+@pytest.fixture(scope="module")
+def params():
+    return load_params(ROOT / "params.yaml")
+
+
+def fake_set(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def weights_hash(model):
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "vit"])
+def test_training_steps_lower_the_loss(params, name):
+    environment.make_deterministic(0, 2)
+    model = build_model(name, params)
+    images, labels = fake_set(32, seed=1)
+    x = images.unsqueeze(1).float() / 255
+    optimizer = training.make_optimizer(model, params.train_for(name))
+    model.eval()  # no dropout: compare like with like
+    before = F.cross_entropy(model(x), labels).item()
+    model.train()
+    for _ in range(5):
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), labels).backward()
+        optimizer.step()
+    model.eval()
+    assert F.cross_entropy(model(x), labels).item() < before
+
+
+def test_writeup_loss_is_sum_of_batch_means_over_count():
+    losses = torch.tensor([1.0, 3.0, 2.0, 2.0, 5.0])  # batches of 2: means 2, 2, 5
+    assert training.writeup_loss(losses, batch_size=2) == pytest.approx((2 + 2 + 5) / 5)
+    even = torch.rand(64)
+    assert training.writeup_loss(even, batch_size=32) == pytest.approx(float(even.mean()) / 32)
+
+
+def run_tiny(params, name, checkpoint=None, epochs=2):
+    tp = params.train_for(name).model_copy(update={"epochs": epochs, "limit_train_images": 256})
+    environment.make_deterministic(tp.seed, tp.threads)
+    model = build_model(name, params)
+    result = training.train(model, tp, fake_set(256, 2), fake_set(64, 3), torch.device("cpu"), checkpoint, name=name)
+    return model, result
+
+
+def test_same_seed_same_weights_and_metrics(params):
+    model_a, result_a = run_tiny(params, "cnn")
+    model_b, result_b = run_tiny(params, "cnn")
+    assert weights_hash(model_a) == weights_hash(model_b)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in h]  # noqa: E731
+    assert strip(result_a.history) == strip(result_b.history)
+
+
+def test_resume_from_checkpoint_equals_uninterrupted_run(params, tmp_path):
+    straight, _ = run_tiny(params, "cnn", epochs=3)
+    ckpt = training.Checkpoint(tmp_path / "cnn.ckpt", fingerprint="same")
+    run_tiny(params, "cnn", ckpt, epochs=2)  # "interrupted" after epoch 2 of 3
+    assert torch.load(ckpt.path, weights_only=True)["epoch"] == 2
+    ckpt3 = training.Checkpoint(ckpt.path, fingerprint="same")
+    resumed, result = run_tiny(params, "cnn", ckpt3, epochs=3)
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    assert weights_hash(resumed) == weights_hash(straight)
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(params, tmp_path):
+    run_tiny(params, "mlp", training.Checkpoint(tmp_path / "m.ckpt", "settings-a"), epochs=1)
+    _, result = run_tiny(params, "mlp", training.Checkpoint(tmp_path / "m.ckpt", "settings-b"), epochs=2)
+    assert [r["epoch"] for r in result.history] == [1, 2]
