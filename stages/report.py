@@ -1,19 +1,19 @@
 """DVC stage `report`: reports/comparison.md and the pictures it links."""
 
-import argparse
 from pathlib import Path
 
 from mnistbench import pipeline
-from mnistbench.config import load_params
-from mnistbench.errors import exit_on_error
+from mnistbench.cli import exit_on_error, params_of, stage_parser
 
 
 @exit_on_error
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = stage_parser(__doc__)
     parser.add_argument("--reports", type=Path, default=Path("reports"))
+    parser.add_argument("--split-summary", type=Path, default=Path("reports/split.json"))
+    parser.add_argument("--writeup-logs", type=Path, default=Path("reference/writeup_logs.csv"))
     args = parser.parse_args()
-    pipeline.report(load_params(), args.reports, args.reports / "split.json")
+    pipeline.report(params_of(args), args.reports, args.split_summary, args.writeup_logs)
 
 
 if __name__ == "__main__":

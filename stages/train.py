@@ -1,30 +1,22 @@
-"""DVC stage `train@<model>`: train one model, track it in MLflow, save its weights and curves."""
+"""DVC stage `train@<model>-<seed>`: train one model, track it in MLflow, save its weights and curves."""
 
-import argparse
 from pathlib import Path
 
 from mnistbench import pipeline
-from mnistbench.config import load_params
-from mnistbench.errors import exit_on_error
+from mnistbench.cli import exit_on_error, params_of, stage_parser
 
 
 @exit_on_error
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = stage_parser(__doc__)
     parser.add_argument("model", help="a name under `models` in params.yaml")
+    parser.add_argument("--seed", type=int, required=True, help="the training seed (weights, shuffling, dropout)")
     parser.add_argument("--data", type=Path, default=Path("data/processed"))
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument("--reports", type=Path, default=Path("reports"))
     parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints"))
     args = parser.parse_args()
-    name = args.model
-    pipeline.train(
-        load_params(), name, args.data,
-        model_out=args.models_dir / f"{name}.pt",
-        history_out=args.reports / "history" / f"{name}.csv",
-        run_out=args.reports / "train" / f"{name}.json",
-        checkpoint_path=args.checkpoints / f"{name}.ckpt",
-    )
+    pipeline.train(params_of(args), args.model, args.seed, args.data, args.models_dir, args.reports, args.checkpoints)
 
 
 if __name__ == "__main__":

@@ -45,10 +45,8 @@ def test_unreachable_server_is_a_clear_error(monkeypatch):
 
 
 def test_default_store_is_the_original_project_from_a_dvc_temp_copy(tmp_path, monkeypatch):
-    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     copy = tmp_path / ".dvc" / "tmp" / "exps" / "tmpabc123"
-    copy.mkdir(parents=True)
-    (copy / "dvc.yaml").write_text("stages: {}\n")
+    (copy / ".dvc").mkdir(parents=True)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_ROOT", str(copy))
     assert tracking.tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"

@@ -16,6 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, V
 MNIST_TRAIN_IMAGES = 60_000
 
 
+def run_name(model: str, seed: int) -> str:
+    """How one training of one model is named everywhere: DVC stage suffix, files, MLflow run."""
+    return f"{model}-{seed}"
+
+
 class ParamsError(ValueError):
     """A bad params.yaml: the message names the key, what was expected and what was found."""
 
@@ -47,7 +52,6 @@ class SplitParams(Section):
 
 
 class TrainParams(Section):
-    seed: int = 0
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 32
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
@@ -92,10 +96,48 @@ class VitParams(Section):
         return self
 
 
+class VitSeedParams(Section):
+    """The write-up's ViT as written (models/vit_seed.py); sizes not in the write-up are ours."""
+
+    patch_size: PositiveInt = 7
+    dim: PositiveInt = 64
+    depth: PositiveInt = 4
+    heads: PositiveInt = 4
+    dim_head: PositiveInt = 16
+    mlp_dim: PositiveInt = 128
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    train: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _patches_fit(self) -> VitSeedParams:
+        if 28 % self.patch_size:
+            raise ValueError(f"patch_size must divide 28, found {self.patch_size}")
+        return self
+
+
 class ModelsParams(Section):
     mlp: MlpParams = MlpParams()
     cnn: CnnParams = CnnParams()
     vit: VitParams = VitParams()
+    vit_seed: VitSeedParams = VitSeedParams()
+
+
+class PipelineParams(Section):
+    # Which models the train/evaluate stages run (the DVC matrix), and the report compares.
+    models: list[str] = Field(default_factory=lambda: ["mlp", "cnn", "vit"], min_length=1)
+
+    @model_validator(mode="after")
+    def _known_models(self) -> PipelineParams:
+        for name in self.models:
+            if name not in ModelsParams.model_fields:
+                raise ValueError(_unknown("model name", name, list(ModelsParams.model_fields)))
+        return self
+
+
+class SeedsParams(Section):
+    # Each model is trained once per seed (DVC stages train@<model>-<seed>). `make seeds` runs
+    # five; DVC skips the seeds it has already trained.
+    train: list[int] = Field(default_factory=lambda: [0], min_length=1)
 
 
 class MlflowParams(Section):
@@ -103,18 +145,22 @@ class MlflowParams(Section):
 
 
 class Params(Section):
+    pipeline: PipelineParams = PipelineParams()
     data: DataParams = DataParams()
     split: SplitParams = SplitParams()
     train: TrainParams = TrainParams()
     models: ModelsParams = ModelsParams()
+    seeds: SeedsParams = SeedsParams()
     mlflow: MlflowParams = MlflowParams()
 
     def model_names(self) -> list[str]:
-        return list(ModelsParams.model_fields)
+        """The models this pipeline runs, in params order."""
+        return list(self.pipeline.models)
 
     def model_section(self, name: str) -> BaseModel:
-        if name not in self.model_names():
-            raise ParamsError(_unknown("model name", name, self.model_names()))
+        known = list(ModelsParams.model_fields)
+        if name not in known:
+            raise ParamsError(_unknown("model name", name, known))
         return getattr(self.models, name)
 
     def train_for(self, name: str) -> TrainParams:
@@ -160,7 +206,7 @@ def parse_params(raw: dict, source: str = "params.yaml") -> Params:
         params = Params(**(raw or {}))
     except ValidationError as err:
         raise ParamsError(f"{source}: invalid parameters\n{_describe(err)}") from None
-    for name in params.model_names():  # check every model's overrides now, not when its stage runs
+    for name in ModelsParams.model_fields:  # check every model's overrides now, not when its stage runs
         try:
             params.train_for(name)
         except ParamsError as err:
@@ -168,8 +214,7 @@ def parse_params(raw: dict, source: str = "params.yaml") -> Params:
     return params
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    path = Path(path)
+def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ParamsError(f"{path}: file not found; expected the pipeline's parameters in YAML")
     try:
@@ -178,4 +223,13 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
     if raw is not None and not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections at the top level, found {type(raw).__name__}")
-    return parse_params(raw, str(path))
+    return raw or {}
+
+
+def load_params(*paths: str | Path) -> Params:
+    """Read params.yaml (or several files, each later one replacing whole sections of the earlier)."""
+    paths = [Path(p) for p in paths] or [Path("params.yaml")]
+    raw: dict = {}
+    for path in paths:
+        raw.update(_read_yaml(path))
+    return parse_params(raw, " + ".join(map(str, paths)))

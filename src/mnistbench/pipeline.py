@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from mnistbench import data, environment, evaluation, tracking, training
-from mnistbench.config import Params
+from mnistbench.config import Params, run_name
 from mnistbench.files import atomic_path, read_json, write_json, write_text
 from mnistbench.models import build_model, count_parameters
 
@@ -35,17 +35,11 @@ def _csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
-def train(
-    params: Params,
-    name: str,
-    processed_dir: Path,
-    model_out: Path,
-    history_out: Path,
-    run_out: Path,
-    checkpoint_path: Path,
-) -> None:
+def train(params: Params, name: str, seed: int, processed_dir: Path, models_dir: Path, reports: Path,
+          checkpoints: Path) -> None:
     tp = params.train_for(name)
-    environment.make_deterministic(tp.seed, tp.threads)
+    run = run_name(name, seed)
+    environment.make_deterministic(seed, tp.threads)
     device = environment.resolve_device(tp.device)
     model = build_model(name, params)  # after seeding: the initial weights are reproducible
     section = params.model_section(name).model_dump(exclude={"train"})
@@ -53,30 +47,29 @@ def train(
     valid_set = data.load_split(processed_dir, "valid")
 
     env = environment.describe(device)
-    run_params = {"model": name, "split": params.split.model_dump(), "train": tp.model_dump(), "arch": section}
+    run_params = {"model": name, "seed": seed, "split": params.split.model_dump(), "train": tp.model_dump(),
+                  "arch": section}
     tags = {f"env.{k}": str(v) for k, v in env.items()} | {"mlflow.source.git.commit": env["git_commit"]}
-    checkpoint = training.Checkpoint(checkpoint_path, training.fingerprint(run_params))
+    checkpoint = training.Checkpoint(checkpoints / f"{run}.ckpt", training.fingerprint(run_params))
 
-    with tracking.start_run(params.mlflow.experiment, name, run_params, tags) as run:
+    with tracking.start_run(params.mlflow.experiment, run, run_params, tags) as active:
         tracking.log_metrics({"parameters": count_parameters(model)})
         result = training.train(
-            model, tp, train_set, valid_set, device, checkpoint,
+            model, tp, train_set, valid_set, device, seed, checkpoint,
             on_epoch=lambda record: tracking.log_metrics(record, step=record["epoch"]),
-            name=name,
+            name=run,
         )
-        tracking.log_metrics({
-            "train_seconds": result.train_seconds,
-            "images_per_second": result.images_per_second,
-        })
+        tracking.log_metrics({"train_seconds": result.train_seconds, "images_per_second": result.images_per_second})
         tracking.log_model(model, data.to_float(valid_set[0][:4]))
-        run_id = run.info.run_id
+        run_id = active.info.run_id
 
-    with atomic_path(model_out) as tmp:
+    with atomic_path(models_dir / f"{run}.pt") as tmp:
         torch.save(model.state_dict(), tmp)
-    write_text(history_out, _csv(result.history))
+    write_text(reports / "history" / f"{run}.csv", _csv(result.history))
     best = max(result.history, key=lambda r: r["valid_accuracy"])
-    write_json(run_out, {
+    write_json(reports / "train" / f"{run}.json", {
         "model": name,
+        "seed": seed,
         "mlflow_run_id": run_id,
         "mlflow_experiment": params.mlflow.experiment,
         "parameters": count_parameters(model),
@@ -84,7 +77,7 @@ def train(
         "batch_size": tp.batch_size,
         "optimizer": tp.optimizer,
         "lr": tp.lr,
-        "seed": tp.seed,
+        "schedule": tp.schedule,
         "train_images": len(train_set[1]) if not tp.limit_train_images else min(tp.limit_train_images, len(train_set[1])),
         "best_valid_accuracy": best["valid_accuracy"],
         "best_valid_epoch": best["epoch"],
@@ -95,31 +88,38 @@ def train(
     })
 
 
-def evaluate(
-    params: Params, name: str, processed_dir: Path, model_path: Path, run_json: Path, metrics_out: Path,
-    predictions_out: Path,
-) -> None:
+def evaluate(params: Params, name: str, seed: int, processed_dir: Path, models_dir: Path, reports: Path) -> None:
     tp = params.train_for(name)
-    environment.make_deterministic(tp.seed, tp.threads)
+    run = run_name(name, seed)
+    environment.make_deterministic(seed, tp.threads)
     device = environment.resolve_device(tp.device)
-    model = evaluation.load_weights(build_model(name, params), model_path).to(device)
+    model = evaluation.load_weights(build_model(name, params), models_dir / f"{run}.pt").to(device)
     images, labels = data.load_split(processed_dir, "test")
     metrics, predictions = evaluation.test_metrics(model, images, labels, tp.batch_size, device)
-    metrics = {"model": name, **metrics}
-    run = read_json(run_json)
+    metrics = {"model": name, "seed": seed, **metrics}
+    trained = read_json(reports / "train" / f"{run}.json")
     tracking.log_test_metrics(
-        params.mlflow.experiment, run["mlflow_run_id"],
+        params.mlflow.experiment, trained["mlflow_run_id"],
         {k: metrics[k] for k in ("test_accuracy", "test_loss", "test_loss_writeup")},
     )
-    write_json(metrics_out, metrics)
+    write_json(reports / "metrics" / f"{run}.json", metrics)
     rows = [{"actual": a, "predicted": p} for a, p in zip(labels.tolist(), predictions.tolist())]
-    write_text(predictions_out, _csv(rows))  # for `dvc plots show`'s confusion template
-    print(f"{name}: test accuracy {metrics['test_accuracy']:.4f} ({metrics['test_correct']}/{metrics['test_count']}), "
+    write_text(reports / "predictions" / f"{run}.csv", _csv(rows))  # for `dvc plots show`'s confusion template
+    print(f"{run}: test accuracy {metrics['test_accuracy']:.4f} ({metrics['test_correct']}/{metrics['test_count']}), "
           f"loss {metrics['test_loss']:.4f}")
 
 
-def report(params: Params, reports_dir: Path, split_summary: Path) -> None:
+def report(params: Params, reports_dir: Path, split_summary: Path, writeup_logs: Path) -> None:
     from mnistbench.reporting import write_report  # matplotlib is slow to import; only this stage needs it
 
-    out = write_report(params.model_names(), reports_dir, split_summary)
+    out = write_report(params.model_names(), params.seeds.train, reports_dir, split_summary, writeup_logs)
+    print(f"wrote {out}")
+
+
+def claims(params: Params, reports_dir: Path, split_summary: Path, processed_dir: Path, writeup_logs: Path,
+           protocol_search: Path, out: Path) -> None:
+    from mnistbench.claims import write_claims
+
+    write_claims(params.model_names(), params.seeds.train, reports_dir, split_summary, processed_dir, writeup_logs,
+                 protocol_search, out)
     print(f"wrote {out}")

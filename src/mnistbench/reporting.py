@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -9,8 +10,43 @@ import matplotlib
 matplotlib.use("Agg")  # no display on CI or servers
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from scipy import stats  # noqa: E402
 
 from mnistbench.files import atomic_path, read_json, write_text  # noqa: E402
+from mnistbench.config import run_name  # noqa: E402
+from mnistbench.writeup import load_logs  # noqa: E402
+
+# One line per difference between the write-up's ViT (vit_seed) and ours (vit).
+VIT_DIFFERENCES = [
+    "attention projections: vit_seed draws new random Q/K/V weights on every forward pass and never trains them; vit learns one fused QKV projection",
+    "values: vit_seed projects values with the key matrix (v = w_k(x)); vit has its own value projection",
+    "attention kernel: vit_seed computes softmax(QK^T/sqrt(d))V by hand per head; vit calls F.scaled_dot_product_attention for all heads at once",
+    "normalisation: vit_seed puts LayerNorm at the end of each residual branch (post-branch); vit normalises the input of each branch (pre-norm)",
+    "MLP activation: vit_seed uses ReLU (as written); vit uses GELU",
+    "training recipe: vit_seed uses the write-up's protocol (Adam, constant LR); vit uses AdamW, weight decay 0.05, 1 warm-up epoch and cosine decay",
+]
+
+
+def mean_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Mean and half-width of the two-sided Student-t confidence interval (nan for one value)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, math.nan
+    sd = stats.tstd(values)
+    return mean, stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
+
+
+def load_runs(models: list[str], seeds: list[int], reports: Path) -> pd.DataFrame:
+    """One row per (model, seed): what the train and evaluate stages recorded."""
+    rows = []
+    for model in models:
+        for seed in seeds:
+            run = read_json(reports / "train" / f"{run_name(model, seed)}.json")
+            metrics = read_json(reports / "metrics" / f"{run_name(model, seed)}.json")
+            rows.append({**{k: v for k, v in run.items() if k != "environment"}, **run["environment"],
+                         **{k: v for k, v in metrics.items() if k not in ("model", "seed")}})
+    return pd.DataFrame(rows)
 
 
 def _save(fig, path: Path) -> None:
@@ -32,6 +68,23 @@ def plot_curves(name: str, history: pd.DataFrame, path: Path) -> None:
     _save(fig, path)
 
 
+def plot_vs_writeup(name: str, history: pd.DataFrame, logged: pd.DataFrame, path: Path) -> None:
+    """Our per-epoch numbers beside the write-up's, in the write-up's loss convention."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
+    ax_loss.plot(history["epoch"], history["train_loss_writeup"], "-o", markersize=3, label="train, ours")
+    ax_loss.plot(history["epoch"], history["valid_loss_writeup"], "-s", markersize=3, label="valid, ours")
+    ax_loss.plot(logged["epoch"], logged["train_loss_writeup"], "--o", markersize=3, label="train, write-up")
+    ax_loss.plot(logged["epoch"], logged["loss_writeup"], "--s", markersize=3, label="valid, write-up")
+    ax_acc.plot(history["epoch"], 100 * history["valid_accuracy"], "-s", markersize=3, label="valid, ours")
+    ax_acc.plot(logged["epoch"], logged["accuracy_percent"], "--s", markersize=3, label="valid, write-up")
+    ax_loss.set(title=f"{name}: 'Average loss' (write-up's convention)", xlabel="epoch", ylabel="loss / batch")
+    ax_acc.set(title=f"{name}: valid accuracy vs write-up", xlabel="epoch", ylabel="accuracy (%)")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    _save(fig, path)
+
+
 def plot_confusion(name: str, matrix: list[list[int]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     ax.imshow(matrix, cmap="Blues")
@@ -44,85 +97,133 @@ def plot_confusion(name: str, matrix: list[list[int]], path: Path) -> None:
     _save(fig, path)
 
 
-def comparison_rows(models: list[str], reports: Path) -> list[dict]:
+def plot_seeds(runs: pd.DataFrame, claimed: dict[str, float], path: Path) -> None:
+    """Test accuracy of every seed, per model, with the write-up's claim where it makes one."""
+    models = list(dict.fromkeys(runs["model"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(2.6 * len(models), 3.2))
+    for ax, model in zip(axes, models):
+        accs = 100 * runs.loc[runs["model"] == model, "test_accuracy"]
+        ax.plot([0] * len(accs), accs, "o", alpha=0.7, label="our seeds")
+        mean, half = mean_ci(list(accs))
+        if not math.isnan(half):
+            ax.errorbar([0.15], [mean], yerr=[half], fmt="s", color="black", capsize=4, label="mean, 95% CI")
+        if model in claimed:
+            ax.axhline(claimed[model], color="red", linestyle="--", label="write-up")
+        ax.set(title=model, xticks=[], ylabel="test accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    _save(fig, path)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:,.2f}" if abs(v) >= 1 else f"{v:.4f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    head = list(rows[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(_fmt(row[h]) for h in head) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def accuracy_interval(accuracies: list[float]) -> str:
+    mean, half = mean_ci([100 * a for a in accuracies])
+    n = len(accuracies)
+    return f"{mean:.2f} (n=1)" if n == 1 else f"{mean:.2f} ± {half:.2f} (n={n})"
+
+
+def comparison_rows(runs: pd.DataFrame) -> list[dict]:
     rows = []
-    for name in models:
-        run = read_json(reports / "train" / f"{name}.json")
-        metrics = read_json(reports / "metrics" / f"{name}.json")
-        env = run["environment"]
+    for model, group in runs.groupby("model", sort=False):
+        first = group.iloc[0]  # the first seed's run gives the curves and per-run details
         rows.append({
-            "model": name,
-            "parameters": run["parameters"],
-            "test accuracy (%)": 100 * metrics["test_accuracy"],
-            "test loss": metrics["test_loss"],
-            "best valid accuracy (%)": 100 * run["best_valid_accuracy"],
-            "best valid epoch": run["best_valid_epoch"],
-            "epochs": run["epochs"],
-            "batch size": run["batch_size"],
-            "train images": run["train_images"],
-            "train time (s)": run["train_seconds"],
-            "throughput (images/s)": run["images_per_second"],
-            "device": f"{env['device']} ({env['device_name']})",
-            "threads": env["threads"],
+            "model": model,
+            "parameters": int(first["parameters"]),
+            f"test accuracy (%), seed {first['seed']}": 100 * first["test_accuracy"],
+            "test accuracy (%), mean ± 95% CI": accuracy_interval(list(group["test_accuracy"])),
+            "test loss": float(first["test_loss"]),
+            "best valid accuracy (%)": 100 * first["best_valid_accuracy"],
+            "best valid epoch": int(first["best_valid_epoch"]),
+            "epochs": int(first["epochs"]),
+            "batch size": int(first["batch_size"]),
+            "train images": int(first["train_images"]),
+            "train time (s)": float(first["train_seconds"]),
+            "throughput (images/s)": float(first["images_per_second"]),
+            "device": f"{first['device']} ({first['device_name']})",
+            "threads": int(first["threads"]),
         })
     return rows
 
 
-def _markdown_table(rows: list[dict]) -> str:
-    def fmt(v):
-        if isinstance(v, float):
-            return f"{v:,.2f}" if abs(v) >= 1 else f"{v:.4f}"
-        return f"{v:,}" if isinstance(v, int) else str(v)
-
-    head = list(rows[0])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(fmt(row[h]) for h in head) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def write_report(models: list[str], reports: Path, split_summary: Path) -> Path:
+def write_report(models: list[str], seeds: list[int], reports: Path, split_summary: Path, writeup_logs: Path) -> Path:
     """Write reports/comparison.md and reports/figures/*.png; return the markdown's path."""
     figures = reports / "figures"
-    rows = comparison_rows(models, reports)
+    runs = load_runs(models, seeds, reports)
+    logged = load_logs(writeup_logs)
+    claimed = {m: float(g["accuracy_percent"].iloc[0]) for m, g in logged[logged["split"] == "test"].groupby("model")}
+    first_seed = seeds[0]
     for name in models:
-        plot_curves(name, pd.read_csv(reports / "history" / f"{name}.csv"), figures / f"{name}_curves.png")
-        plot_confusion(name, read_json(reports / "metrics" / f"{name}.json")["confusion_matrix"],
+        run = run_name(name, first_seed)
+        history = pd.read_csv(reports / "history" / f"{run}.csv")
+        plot_curves(run, history, figures / f"{name}_curves.png")
+        plot_confusion(run, read_json(reports / "metrics" / f"{run}.json")["confusion_matrix"],
                        figures / f"{name}_confusion.png")
-    env = read_json(reports / "train" / f"{models[0]}.json")["environment"]
+        theirs = logged[(logged["model"] == name) & (logged["split"] == "valid")]
+        if len(theirs):
+            plot_vs_writeup(run, history, theirs, figures / f"{name}_vs_writeup.png")
+    plot_seeds(runs, claimed, figures / "seeds.png")
+    env = runs.iloc[0]
     splits = read_json(split_summary)
-    seeds = {name: read_json(reports / "train" / f"{name}.json")["seed"] for name in models}
+    compared = [m for m in models if m in claimed]
 
     lines = [
         "# MNIST: MLP vs CNN vs ViT",
         "",
-        "Generated by the `report` stage of `dvc repro` from `reports/train/`, `reports/metrics/` and",
-        "`reports/history/`. Do not edit by hand.",
+        "Generated by the `report` stage of `dvc repro`; do not edit by hand. `mlp` and `cnn` are the",
+        "write-up's architectures; `vit` is a correct ViT; `vit_seed` is the write-up's ViT *as written*,",
+        "bugs included (see below and `reports/claims.md`).",
         "",
-        _markdown_table(rows),
+        markdown_table(comparison_rows(runs)),
         "",
-        "Train time counts the optimisation steps only (not validation); throughput is training images",
-        "per second over that time.",
+        f"Seeds: {', '.join(map(str, seeds))}. The interval is the mean ± the half-width of the two-sided 95%",
+        "Student-t interval over seeds (`make seeds` trains five). Train time counts optimisation steps only",
+        "(not validation); throughput is training images per second over that time.",
+        "",
+        "![test accuracy per seed](figures/seeds.png)",
         "",
         "## Curves",
         "",
         *[f"![{name} curves](figures/{name}_curves.png)" for name in models],
         "",
+        "## Against the write-up's logs",
+        "",
+        "Our per-epoch numbers (solid) beside the write-up's (dashed), losses in its convention",
+        "(sum of per-batch mean losses / number of images, about loss / 32).",
+        "",
+        *[f"![{name} vs write-up](figures/{name}_vs_writeup.png)" for name in compared],
+        "",
         "## Confusion matrices (test set)",
         "",
         " ".join(f"![{name} confusion](figures/{name}_confusion.png)" for name in models),
+        "",
+        "## vit_seed (the write-up's ViT) vs vit (ours)",
+        "",
+        *[f"- {line}" for line in VIT_DIFFERENCES],
         "",
         "## What these numbers rest on",
         "",
         f"- Data: the four standard MNIST IDX files, MD5-verified; split seed {splits['seed']}: "
         + ", ".join(f"{k} {v['count']:,}" for k, v in splits["splits"].items())
         + " images (per-class counts and SHA-256 of each split in `reports/split.json`).",
-        f"- Training seeds: {', '.join(f'{k} {v}' for k, v in seeds.items())}; deterministic algorithms "
+        f"- Training seeds {', '.join(map(str, seeds))}; deterministic algorithms "
         f"{'on' if env['deterministic'] else 'off'}, cuDNN benchmark {'on' if env['cudnn_benchmark'] else 'off'}.",
         f"- Machine: {env['device_name']}, {env['cpu_count']} CPUs, {env['threads']} torch threads; "
         f"torch {env['torch']} (CUDA {env['cuda']}), Python {env['python']}, {env['platform']}.",
-        f"- Code: git commit {env['git_commit']}. Every run is in MLflow (experiment "
-        f"`{read_json(reports / 'train' / f'{models[0]}.json')['mlflow_experiment']}`) with its params, curves, model and environment.",
-        "- Test set: the 10,000 MNIST test images, read once per model, after training.",
+        f"- Code: git commit {env['git_commit']}. Every run is in MLflow (experiment `{env['mlflow_experiment']}`,"
+        " run name `<model>-<seed>`) with its params, curves, model and environment.",
+        "- Test set: the 10,000 MNIST test images, read once per run, after training.",
     ]
     out = reports / "comparison.md"
     write_text(out, "\n".join(lines) + "\n")

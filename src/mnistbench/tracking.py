@@ -27,13 +27,13 @@ LOCK_RETRIES = 20
 
 
 def project_root(start: Path | None = None) -> Path:
-    """The folder holding dvc.yaml, climbing out of DVC's temporary experiment copies."""
+    """The DVC project's root (the folder holding .dvc/), climbing out of DVC's temporary copies."""
     here = Path(os.environ.get("DVC_ROOT") or start or Path.cwd()).resolve()
     parts = here.parts
     if ".dvc" in parts:  # <project>/.dvc/tmp/exps/<tmpdir>/... -> <project>
         here = Path(*parts[: parts.index(".dvc")])
     for folder in (here, *here.parents):
-        if (folder / "dvc.yaml").is_file():
+        if (folder / ".dvc").is_dir():
             return folder
     return here
 

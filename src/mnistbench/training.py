@@ -135,11 +135,14 @@ def train(
     train_set: tuple[torch.Tensor, torch.Tensor],
     valid_set: tuple[torch.Tensor, torch.Tensor],
     device: torch.device,
+    seed: int = 0,
     checkpoint: Checkpoint | None = None,
     on_epoch: Callable[[dict], None] = lambda record: None,
     name: str = "model",
 ) -> TrainResult:
-    """Train for tp.epochs, validating after each epoch; resume from `checkpoint` if it holds one."""
+    """Train for tp.epochs, validating after each epoch; resume from `checkpoint` if it holds one.
+
+    `seed` drives the shuffling; the caller seeds torch's global RNG (initial weights, dropout)."""
     images, labels = train_set
     if tp.limit_train_images:
         images, labels = images[: tp.limit_train_images], labels[: tp.limit_train_images]
@@ -149,7 +152,7 @@ def train(
     model.to(device)
     optimizer = make_optimizer(model, tp)
     scheduler = make_scheduler(optimizer, tp, steps_per_epoch=math.ceil(n / tp.batch_size))
-    shuffle = torch.Generator().manual_seed(tp.seed)
+    shuffle = torch.Generator().manual_seed(seed)
     result = TrainResult()
     start_epoch = 1
 

@@ -6,6 +6,7 @@ from mnistbench.config import ParamsError, Params
 from mnistbench.models.cnn import build_cnn
 from mnistbench.models.mlp import build_mlp
 from mnistbench.models.vit import ViT
+from mnistbench.models.vit_seed import WriteupViT
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -24,6 +25,7 @@ def build_model(name: str, params: Params) -> nn.Module:
             raise ParamsError(f"models.cnn.max_params: the CNN has {n} parameters, over the budget of {section.max_params}")
         return model
     if name == "vit":
-        arch = section.model_dump(exclude={"train"})
-        return ViT(**arch)
+        return ViT(**section.model_dump(exclude={"train"}))
+    if name == "vit_seed":
+        return WriteupViT(**section.model_dump(exclude={"train"}))
     raise ParamsError(f"models.{name}: no builder for this model")

@@ -1,0 +1,36 @@
+"""What every stage script shares: its argument parser and its one way of failing."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from pathlib import Path
+
+from mnistbench.config import Params, ParamsError, load_params
+from mnistbench.errors import MnistbenchError
+
+
+def stage_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--params", type=Path, nargs="+", default=[Path("params.yaml")],
+                        help="params files; a later one replaces whole sections of an earlier one")
+    return parser
+
+
+def params_of(args: argparse.Namespace) -> Params:
+    return load_params(*args.params)
+
+
+def exit_on_error(main):
+    """Wrap a stage's main(): expected errors print one clear message and exit with status 1."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except (MnistbenchError, ParamsError, OSError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(1)
+
+    return wrapper

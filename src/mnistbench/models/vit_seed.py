@@ -1,0 +1,88 @@
+"""The write-up's ViT (Problem III) AS WRITTEN, bugs included. Not a working ViT: see `vit` for that.
+
+Reproduced from the write-up, line for line:
+- `SingleHeadAttention.forward` creates its query/key/value projections on every call, so they
+  are freshly random each time, never registered as parameters and never trained;
+- the values are projected with the key projection (`v = w_k(x)`), and `w_v` is unused;
+- `ViTLayer` puts a LayerNorm at the end of each residual branch (post-branch norm) and uses ReLU.
+
+Not in the write-up, so chosen here and listed as assumptions in reports/claims.md:
+- `Attention` runs `heads` SingleHeadAttention heads and concatenates them (heads * dim_head);
+- patches of 7x7 pixels, a linear patch embedding, a class token, learned position embeddings,
+  `depth` ViTLayers, and a LayerNorm + Linear head on the class token (the shape of the
+  homework's usual ViT scaffold, as in lucidrains/vit-pytorch).
+The one deviation: the fresh projections are created on the input's device, so that the model
+also runs on a GPU (the write-up's code would fail there with a device mismatch).
+"""
+
+import torch
+from torch import nn
+
+from mnistbench.models.vit import ViT
+
+
+class SingleHeadAttention(nn.Module):
+    def __init__(self, input_dim, inner_dim, dropout=0.0):
+        super().__init__()
+        self.T = input_dim
+        self.d_k = inner_dim
+        self.dropout = dropout
+
+    def forward(self, x):
+        # As written: new, untrained projections on every call.
+        w_q = nn.Linear(self.T, self.d_k, bias=False, device=x.device)
+        w_k = nn.Linear(self.T, self.d_k, bias=False, device=x.device)
+        w_v = nn.Linear(self.T, self.d_k, bias=False, device=x.device)  # noqa: F841 (sic: never used)
+        q = w_q(x)
+        k = w_k(x)
+        v = w_k(x)  # sic: the key projection, not w_v
+        attn = torch.matmul(q, k.transpose(1, 2)) / (self.d_k**0.5)
+        dropout = nn.Dropout(p=self.dropout)
+        soft = nn.Softmax(dim=-1)
+        attn = dropout(soft(attn))
+        return torch.matmul(attn, v)
+
+
+class Attention(nn.Module):
+    """Not in the write-up: `heads` single heads side by side, concatenated."""
+
+    def __init__(self, dim, heads, dim_head, dropout=0.0):
+        super().__init__()
+        self.heads = nn.ModuleList([SingleHeadAttention(dim, dim_head, dropout) for _ in range(heads)])
+
+    def forward(self, x):
+        return torch.cat([head(x) for head in self.heads], dim=-1)
+
+
+class ViTLayer(nn.Module):
+    """As written in the write-up."""
+
+    def __init__(self, dim, heads, dim_head, mlp_dim, dropout=0.0):
+        super().__init__()
+        self.attn = nn.Sequential(
+            Attention(dim, heads, dim_head, dropout),
+            nn.Linear(dim_head * heads, dim),
+            nn.Dropout(dropout),
+            nn.LayerNorm(dim),
+        )
+        self.feedforward = nn.Sequential(
+            nn.Linear(dim, mlp_dim),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(mlp_dim, dim),
+            nn.Dropout(dropout),
+            nn.LayerNorm(dim),
+        )
+
+    def forward(self, x):
+        x = self.attn(x) + x
+        x = self.feedforward(x) + x
+        return x
+
+
+class WriteupViT(ViT):
+    """Our ViT's patching, embeddings and head around the write-up's layers."""
+
+    def __init__(self, patch_size=7, dim=64, depth=4, heads=4, dim_head=16, mlp_dim=128, dropout=0.0):
+        super().__init__(patch_size=patch_size, dim=dim, depth=0, heads=heads, mlp_dim=mlp_dim, dropout=dropout)
+        self.layers = nn.Sequential(*[ViTLayer(dim, heads, dim_head, mlp_dim, dropout) for _ in range(depth)])

@@ -1,0 +1,23 @@
+"""DVC stage `claims` (reproduce/dvc.yaml): reports/claims.md, the write-up's claims checked."""
+
+from pathlib import Path
+
+from mnistbench import pipeline
+from mnistbench.cli import exit_on_error, params_of, stage_parser
+
+
+@exit_on_error
+def main() -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--reports", type=Path, default=Path("reports"))
+    parser.add_argument("--split-summary", type=Path, default=Path("reports/split.json"))
+    parser.add_argument("--data", type=Path, default=Path("data/processed"))
+    parser.add_argument("--writeup-logs", type=Path, default=Path("reference/writeup_logs.csv"))
+    parser.add_argument("--protocol-search", type=Path, default=Path("reference/protocol_search.md"))
+    parser.add_argument("--out", type=Path, default=Path("reports/claims.md"))
+    args = parser.parse_args()
+    pipeline.claims(params_of(args), args.reports, args.split_summary, args.data, args.writeup_logs, args.protocol_search, args.out)
+
+
+if __name__ == "__main__":
+    main()
