@@ -2,14 +2,14 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+BENCH_NAME ?= cpu
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: setup repro test ui clean
+.PHONY: setup repro reproduce test bench ui
 
 $(BIN)/dvc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
@@ -18,8 +18,16 @@ setup: $(BIN)/dvc
 repro: setup  ## the whole pipeline with the defaults of params.yaml
 	$(BIN)/dvc repro
 
+reproduce: setup  ## the write-up reproduction: 5 seeds per model, vit_seed, reports/claims.md
+	$(BIN)/dvc repro reproduce/dvc.yaml
+
 test: setup  ## unit tests and the end-to-end dvc repro test (benchmarks are separate)
-	$(BIN)/pytest tests
+	$(BIN)/pytest tests --ignore=tests/benchmarks
+
+bench: setup  ## kernel and training-step benchmarks on this machine -> reports/benchmarks.md
+	mkdir -p reports/benchmarks
+	$(BIN)/pytest tests/benchmarks --benchmark-json=reports/benchmarks/$(BENCH_NAME).json
+	$(BIN)/python -m mnistbench.benchreport reports/benchmarks/*.json --out reports/benchmarks.md
 
 ui: setup  ## browse and compare the runs, on this machine only
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000

@@ -44,12 +44,17 @@ def tiny_project(tmp_path_factory, mnist_dir):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["train"].update(epochs=1, limit_train_images=2000)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for stale in ("dvc.lock", "reports"):  # outputs of the committed full run
+    (project / "reproduce" / "params.yaml").write_text(yaml.safe_dump({
+        "pipeline": {"models": ["mlp", "vit_seed"]}, "seeds": {"train": [0, 1]},
+        "mlflow": {"experiment": "mnistbench-reproduce"},
+    }))
+    for stale in ("dvc.lock", "reports", "reproduce/dvc.lock", "reproduce/reports"):  # the committed full runs
         path = project / stale
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"MNIST_DIR": str(mnist_dir)}
-    result = run(["dvc", "repro"], project, env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for target in ("dvc.yaml", "reproduce/dvc.yaml"):
+        result = run(["dvc", "repro", target], project, env)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return project, env
 
 
@@ -66,7 +71,7 @@ def test_report_has_a_row_per_model(tiny_project):
 def test_metrics_files(tiny_project):
     project, env = tiny_project
     for name in MODELS:
-        metrics = json.loads((project / "reports" / "metrics" / f"{name}.json").read_text())
+        metrics = json.loads((project / "reports" / "metrics" / f"{name}-0.json").read_text())
         assert metrics["test_count"] == 10_000
         assert 0.3 < metrics["test_accuracy"] <= 1.0  # 1 epoch on 2,000 images: well above chance
         assert sum(map(sum, metrics["confusion_matrix"])) == 10_000
@@ -79,7 +84,7 @@ def test_one_mlflow_run_per_model_with_metrics(tiny_project):
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("mnistbench")
     runs = client.search_runs([experiment.experiment_id])
-    assert sorted(r.info.run_name for r in runs) == sorted(MODELS)
+    assert sorted(r.info.run_name for r in runs) == sorted(f"{name}-0" for name in MODELS)
     for r in runs:
         assert r.info.status == "FINISHED"
         assert 0.3 < r.data.metrics["test_accuracy"] <= 1.0
@@ -92,3 +97,16 @@ def test_nothing_to_do_on_a_second_repro(tiny_project):
     project, env = tiny_project
     status = run(["dvc", "status", "--json"], project, env)
     assert status.returncode == 0 and json.loads(status.stdout) == {}
+
+
+def test_reproduction_pipeline_writes_claims_with_seed_intervals(tiny_project):
+    project, _ = tiny_project
+    comparison = (project / "reproduce" / "reports" / "comparison.md").read_text()
+    assert "± " in comparison and "(n=2)" in comparison
+    claims = (project / "reports" / "claims.md").read_text()
+    for claim in ("output 98 x 1", "output 12 x 12 x 3", "CNN: total params 40730", "mlp: test accuracy 97.60%",
+                  "vit_seed: test accuracy 26.91%"):
+        assert claim in claims
+    assert "| output 12 x 12 x 3 | output 13 x 13 x 8 (formula and torch agree) | refuted |" in claims
+    assert "cnn: test accuracy 98.80% | measured | not checkable" not in claims
+    assert "| cnn is not in pipeline.models of this run |" in claims  # tiny profile: mlp and vit_seed only

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator, model_validator
 
 MNIST_TRAIN_IMAGES = 60_000
 
@@ -126,12 +126,13 @@ class PipelineParams(Section):
     # Which models the train/evaluate stages run (the DVC matrix), and the report compares.
     models: list[str] = Field(default_factory=lambda: ["mlp", "cnn", "vit"], min_length=1)
 
-    @model_validator(mode="after")
-    def _known_models(self) -> PipelineParams:
-        for name in self.models:
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, models: list[str]) -> list[str]:
+        for name in models:
             if name not in ModelsParams.model_fields:
                 raise ValueError(_unknown("model name", name, list(ModelsParams.model_fields)))
-        return self
+        return models
 
 
 class SeedsParams(Section):
@@ -197,7 +198,9 @@ def _describe(err: ValidationError, prefix: str = "", schema: type[BaseModel] = 
             owner = _schema_at(schema, e["loc"][:-1])
             lines.append(f"{key}: {_unknown('key', str(e['loc'][-1]), list(owner.model_fields))}")
         else:
-            lines.append(f"{key}: {e['msg']} (found {e.get('input')!r})")
+            msg = e["msg"].removeprefix("Value error, ")
+            found = "" if isinstance(e.get("input"), dict) else f" (found {e.get('input')!r})"
+            lines.append(f"{key}: {msg}{found}")
     return "\n".join(lines)
 
 

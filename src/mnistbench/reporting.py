@@ -100,7 +100,8 @@ def plot_confusion(name: str, matrix: list[list[int]], path: Path) -> None:
 def plot_seeds(runs: pd.DataFrame, claimed: dict[str, float], path: Path) -> None:
     """Test accuracy of every seed, per model, with the write-up's claim where it makes one."""
     models = list(dict.fromkeys(runs["model"]))
-    fig, axes = plt.subplots(1, len(models), figsize=(2.6 * len(models), 3.2))
+    fig, axes = plt.subplots(1, len(models), figsize=(2.8 * len(models), 3.2), constrained_layout=True, squeeze=False)
+    axes = axes[0]
     for ax, model in zip(axes, models):
         accs = 100 * runs.loc[runs["model"] == model, "test_accuracy"]
         ax.plot([0] * len(accs), accs, "o", alpha=0.7, label="our seeds")
@@ -109,8 +110,9 @@ def plot_seeds(runs: pd.DataFrame, claimed: dict[str, float], path: Path) -> Non
             ax.errorbar([0.15], [mean], yerr=[half], fmt="s", color="black", capsize=4, label="mean, 95% CI")
         if model in claimed:
             ax.axhline(claimed[model], color="red", linestyle="--", label="write-up")
-        ax.set(title=model, xticks=[], ylabel="test accuracy (%)")
+        ax.set(title=model, xticks=[], xlim=(-0.5, 0.5))
         ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy (%)")
     axes[0].legend(fontsize=7)
     _save(fig, path)
 

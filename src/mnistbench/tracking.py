@@ -7,8 +7,10 @@ copy under `.dvc/tmp/exps/`, the default still points at the original project's 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 # Offline-first: no usage data leaves the machine. Set before mlflow is imported.
@@ -53,6 +55,23 @@ def _retry_locked(fn, *args, **kwargs):
             time.sleep(0.2 * (attempt + 1))
 
 
+@contextmanager
+def _store_lock(uri: str):
+    """Serialise opening a SQLite store across processes: its first opening creates and migrates
+    the schema, and two processes migrating at once corrupt the migration ('dvc queue start -j 3')."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    lock_path = Path(uri.removeprefix("sqlite:///") + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def connect(experiment: str) -> str:
     """Point MLflow at the store and make sure the experiment exists; return its id.
 
@@ -62,23 +81,23 @@ def connect(experiment: str) -> str:
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     try:
-        found = _retry_locked(mlflow.get_experiment_by_name, experiment)
-        if found:
-            return found.experiment_id
-        location = None
-        if uri.startswith("sqlite:///"):
-            location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
-        try:
-            return _retry_locked(mlflow.create_experiment, experiment, artifact_location=location)
-        except mlflow.exceptions.MlflowException as err:
-            if "already exists" not in str(err):  # another process created it first
-                raise
-            return mlflow.get_experiment_by_name(experiment).experiment_id
+        with _store_lock(uri):
+            return _experiment_id(uri, experiment)
     except Exception as err:
         raise MnistbenchError(
             f"MLflow tracking store {uri} cannot be reached ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
             "check MLFLOW_TRACKING_URI, or unset it to use the project's mlflow.db"
         ) from None
+
+
+def _experiment_id(uri: str, experiment: str) -> str:
+    found = _retry_locked(mlflow.get_experiment_by_name, experiment)
+    if found:
+        return found.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+    return _retry_locked(mlflow.create_experiment, experiment, artifact_location=location)
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

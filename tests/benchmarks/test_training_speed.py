@@ -1,0 +1,103 @@
+"""Whole training steps of each model, and one epoch of the data pipeline against the notebook loader."""
+
+import copy
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from timing import timed
+from mnistbench import data
+from mnistbench.config import load_params
+from mnistbench.models import build_model
+from mnistbench.training import make_optimizer
+
+ROOT = Path(__file__).resolve().parents[2]
+PARAMS = load_params(ROOT / "params.yaml")
+
+
+def step_flops(model, x, y) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        F.cross_entropy(model(x), y).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "vit", "vit_seed"])
+def test_training_step(benchmark, device, name):
+    """One forward + backward + optimizer step at the default batch size (32)."""
+    benchmark.group = "training step, batch 32"
+    torch.manual_seed(0)
+    model = build_model(name, PARAMS).to(device)
+    if name == "cnn":
+        model.eval()  # no dropout: the step must be repeatable to compare against the reference
+    tp = PARAMS.train_for(name)
+    batch = PARAMS.train.batch_size
+    x = torch.rand(batch, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    reference = copy.deepcopy(model)
+    optimizer = make_optimizer(model, tp)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    flops = step_flops(reference, x, y) if name != "vit_seed" else None  # vit_seed draws new layers inside forward
+    loss = timed(benchmark, device, step, flops or float("nan"), rounds=50, kernel=f"train step {name}",
+                 impl=name, batch=batch, images_per_s=None)
+    benchmark.extra_info["images_per_s"] = batch / benchmark.stats.stats.median
+    # Reference: the same model's loss on the same batch before training; the steps must have lowered it.
+    with torch.no_grad():
+        before = F.cross_entropy(reference(x), y)
+    assert torch.isfinite(loss) and loss < before
+
+
+@pytest.fixture(scope="module")
+def mnist_raw(tmp_path_factory, mnist_dir):
+    raw = tmp_path_factory.mktemp("raw")
+    data.fetch_raw(raw / "MNIST" / "raw", str(mnist_dir))
+    return raw
+
+
+def preloaded_epoch(images, labels, batch):
+    x_all, total, seen = data.to_float(images), 0.0, 0
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    for idx in order.split(batch):
+        x, y = x_all[idx], labels[idx]
+        total += float(x.sum())
+        seen += len(y)
+    return total, seen
+
+
+def notebook_epoch(root, batch):
+    """The write-up's loader: torchvision MNIST + ToTensor + DataLoader, one image at a time."""
+    from torchvision import datasets, transforms
+
+    dataset = datasets.MNIST(root, train=False, download=True, transform=transforms.ToTensor())
+    total, seen = 0.0, 0
+    for x, y in torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True):
+        total += float(x.sum())
+        seen += len(y)
+    return total, seen
+
+
+@pytest.mark.parametrize("loader", ["preloaded", "notebook"])
+def test_data_pipeline_epoch(benchmark, loader, mnist_raw, mnist_dir):
+    """One epoch over the 10,000 test images at batch 32: our preloaded tensors vs the notebook loop."""
+    benchmark.group = "data pipeline, 10,000 images, batch 32"
+    images, labels = data.read_images_and_labels(mnist_raw / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz",
+                                                 mnist_raw / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz")
+    fn = (lambda: preloaded_epoch(images, labels, 32)) if loader == "preloaded" else (lambda: notebook_epoch(mnist_raw, 32))
+    total, seen = timed(benchmark, torch.device("cpu"), fn, flops=float("nan"), rounds=3, kernel="data epoch",
+                        impl=loader, reference="the other loader")
+    reference_total = float(data.to_float(images).sum())
+    assert seen == 10_000
+    assert total == pytest.approx(reference_total, rel=1e-6)
+    shutil.rmtree(mnist_raw / "MNIST" / "processed", ignore_errors=True)

@@ -1,0 +1,147 @@
+"""Guarantees that need real processes: resume after SIGKILL, concurrent MLflow writers, bad input at the CLI."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def fake_processed(folder: Path, n_train=6000, n_valid=500) -> Path:
+    g = torch.Generator().manual_seed(0)
+    folder.mkdir(parents=True)
+    for name, n in (("train", n_train), ("valid", n_valid), ("test", n_valid)):
+        torch.save({"images": torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g),
+                    "labels": torch.randint(0, 10, (n,), generator=g)}, folder / f"{name}.pt")
+    return folder
+
+
+def tiny_params(path: Path, epochs=3) -> Path:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"]["epochs"] = epochs
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def train_cmd(workdir: Path, processed: Path, params: Path, model="cnn") -> list[str]:
+    return [sys.executable, str(ROOT / "stages" / "train.py"), model, "--seed", "0", "--data", str(processed),
+            "--params", str(params), "--models-dir", str(workdir / "models"), "--reports", str(workdir / "reports"),
+            "--checkpoints", str(workdir / "checkpoints")]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def state_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in torch.load(path, weights_only=True).items():
+        digest.update(name.encode() + tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture
+def env(tmp_path):
+    return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+
+
+def test_sigkill_mid_epoch_then_rerun_resumes_to_identical_results(tmp_path, env):
+    processed = fake_processed(tmp_path / "processed")
+    params = tiny_params(tmp_path / "params.yaml")
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run(train_cmd(straight, processed, params), env=env, check=True, capture_output=True)
+
+    proc = subprocess.Popen(train_cmd(killed, processed, params), env=env, stderr=subprocess.PIPE, text=True)
+    checkpoint = killed / "checkpoints" / "cnn-0.ckpt"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert checkpoint.exists(), "no checkpoint after the first epoch"
+    time.sleep(0.3)  # into the second epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (killed / "models" / "cnn-0.pt").exists()  # nothing half-written
+    epoch_at_kill = torch.load(checkpoint, weights_only=True)["epoch"]
+    assert epoch_at_kill < 3
+
+    rerun = subprocess.run(train_cmd(killed, processed, params), env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"resuming from {checkpoint} after epoch {epoch_at_kill}" in rerun.stderr
+    assert state_hash(killed / "models" / "cnn-0.pt") == state_hash(straight / "models" / "cnn-0.pt")
+    strip = lambda f: [{k: v for k, v in r.items() if k != "epoch_seconds"}  # noqa: E731
+                       for r in __import__("csv").DictReader(open(f))]
+    assert strip(killed / "reports" / "history" / "cnn-0.csv") == strip(straight / "reports" / "history" / "cnn-0.csv")
+
+
+def test_three_concurrent_trainings_share_one_sqlite_store(tmp_path, env):
+    processed = fake_processed(tmp_path / "processed", n_train=1000, n_valid=200)
+    params = tiny_params(tmp_path / "params.yaml", epochs=4)
+    procs = [subprocess.Popen(train_cmd(tmp_path / f"w{i}", processed, params, model=m), env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i, m in enumerate(["mlp", "cnn", "vit"])]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-2000:]
+        assert "database is locked" not in err
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs([client.get_experiment_by_name("mnistbench").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["cnn-0", "mlp-0", "vit-0"]
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        for metric in ("train_loss", "valid_accuracy", "valid_loss"):
+            assert [m.step for m in client.get_metric_history(r.info.run_id, metric)] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"train": {"epochs": 0}}, "train.epochs: Input should be greater than 0 (found 0)"),
+    ({"train": {"lr": "fast"}}, "train.lr: Input should be a valid number"),
+    ({"train": {"epocs": 3}}, "train.epocs: unknown key 'epocs': expected one of epochs"),
+    ({"split": {"valid_size": 1}}, "must be 60000 (the MNIST training set), found 48000 + 1"),
+    ({"pipeline": {"models": ["mlp", "resnet"]}}, "unknown model name 'resnet'"),
+])
+def test_bad_params_stop_a_stage_with_a_named_key(tmp_path, change, message):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in change.items():
+        params[section].update(values)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run([sys.executable, str(ROOT / "stages" / "download.py"), "--out", str(tmp_path / "raw")],
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "raw").exists()
+
+
+def test_checkpoint_from_another_architecture(tmp_path):
+    processed = fake_processed(tmp_path / "processed", n_train=64, n_valid=64)
+    (tmp_path / "models").mkdir()
+    torch.save(torch.nn.Linear(3, 3).state_dict(), tmp_path / "models" / "cnn-0.pt")
+    result = subprocess.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), "cnn", "--seed", "0",
+                             "--data", str(processed), "--params", str(ROOT / "params.yaml"),
+                             "--models-dir", str(tmp_path / "models"), "--reports", str(tmp_path / "reports")],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "cnn-0.pt: checkpoint does not fit the Sequential built from params.yaml" in result.stderr
+    assert not (tmp_path / "reports" / "metrics").exists()
+
+
+def test_output_folder_that_cannot_be_written(tmp_path, mnist_dir):
+    # A folder below a regular file cannot be created, whoever runs the test (root included).
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    result = subprocess.run([sys.executable, str(ROOT / "stages" / "download.py"), "--out", str(blocker / "raw")],
+                            cwd=ROOT, env={**os.environ, "MNIST_DIR": str(mnist_dir)}, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "error: " in result.stderr and "not-a-folder" in result.stderr and "Traceback" not in result.stderr
