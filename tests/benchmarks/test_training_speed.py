@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from timing import timed
+from timing import sgemm_seconds, timed
 from mnistbench import data
 from mnistbench.config import load_params
 from mnistbench.models import build_model
@@ -50,9 +50,11 @@ def test_training_step(benchmark, device, name):
         return loss
 
     flops = step_flops(reference, x, y) if name != "vit_seed" else None  # vit_seed draws new layers inside forward
-    loss = timed(benchmark, device, step, flops or float("nan"), rounds=50, kernel=f"train step {name}",
+    calibration = sgemm_seconds(device)
+    loss = timed(benchmark, device, step, flops or float("nan"), rounds=100, kernel=f"train step {name}",
                  impl=name, batch=batch, images_per_s=None)
     benchmark.extra_info["images_per_s"] = batch / benchmark.stats.stats.median
+    benchmark.extra_info["sgemm_calibration_s"] = calibration
     # Reference: the same model's loss on the same batch before training; the steps must have lowered it.
     with torch.no_grad():
         before = F.cross_entropy(reference(x), y)
@@ -95,7 +97,7 @@ def test_data_pipeline_epoch(benchmark, loader, mnist_raw, mnist_dir):
     images, labels = data.read_images_and_labels(mnist_raw / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz",
                                                  mnist_raw / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz")
     fn = (lambda: preloaded_epoch(images, labels, 32)) if loader == "preloaded" else (lambda: notebook_epoch(mnist_raw, 32))
-    total, seen = timed(benchmark, torch.device("cpu"), fn, flops=float("nan"), rounds=3, kernel="data epoch",
+    total, seen = timed(benchmark, torch.device("cpu"), fn, flops=float("nan"), rounds=7, warmup=2, kernel="data epoch",
                         impl=loader, reference="the other loader")
     reference_total = float(data.to_float(images).sum())
     assert seen == 10_000

@@ -8,7 +8,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def timed(benchmark, device, fn, flops: float, rounds: int = 20, **info):
+def timed(benchmark, device, fn, flops: float, rounds: int = 100, warmup: int = 10, **info):
     """Benchmark fn() (synchronised on CUDA, warmed up first); record FLOPs and GFLOP/s; return fn's result."""
 
     def run():
@@ -16,7 +16,7 @@ def timed(benchmark, device, fn, flops: float, rounds: int = 20, **info):
         sync(device)
         return out
 
-    for _ in range(3):  # warm-up: allocator, kernels chosen, caches
+    for _ in range(warmup):  # warm-up: allocator, kernels chosen, caches, thread pool, clocks
         run()
     result = benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=1)
     median = benchmark.stats.stats.median
@@ -24,3 +24,19 @@ def timed(benchmark, device, fn, flops: float, rounds: int = 20, **info):
                                  "threads": torch.get_num_threads(), **info})
     return result
 
+
+
+def sgemm_seconds(device, n: int = 1024, reps: int = 60) -> float:
+    """Median time of an n^3 float32 matmul, measured right now: a calibration taken beside a benchmark,
+    so that a ratio to it cancels how fast the machine happens to be at this moment."""
+    import time
+
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    times = []
+    for i in range(reps + 10):
+        start = time.perf_counter()
+        a @ b
+        sync(device)
+        if i >= 10:
+            times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]

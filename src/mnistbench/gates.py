@@ -1,0 +1,102 @@
+"""CI gates: accuracy against committed thresholds, speed as ratios measured in the same run.
+
+    python -m mnistbench.gates accuracy --metrics reports/metrics --gates gates.yaml
+    python -m mnistbench.gates speed --bench reports/benchmarks/ci.json --gates gates.yaml
+
+Absolute times on a shared 2-core machine vary run to run, so the speed gate never compares
+seconds: it compares ratios of two timings taken in the same run (fused vs naive attention,
+our loader vs the notebook loader, a model's training throughput vs a matmul calibration)
+against committed baselines, each with a tolerance set from the spread of repeated runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def accuracy_failures(metrics_dir: Path, thresholds: dict[str, float]) -> tuple[list[str], list[str]]:
+    """Lines for every model: (passes, failures). A model with no metrics file fails."""
+    passes, failures = [], []
+    for model, threshold in thresholds.items():
+        files = sorted(metrics_dir.glob(f"{model}-*.json"))
+        if not files:
+            failures.append(f"{model}: no metrics in {metrics_dir} (expected {model}-<seed>.json)")
+            continue
+        for path in files:
+            value = json.loads(path.read_text())["test_accuracy"]
+            line = f"{path.stem}: test accuracy {value:.4f}, threshold {threshold:.4f}"
+            (passes if value >= threshold else failures).append(
+                line if value >= threshold else f"{line}: BELOW by {threshold - value:.4f}")
+    return passes, failures
+
+
+def _find(bench: dict, group: str, impl: str) -> dict:
+    for b in bench["benchmarks"]:
+        if b.get("group") == group and b.get("extra_info", {}).get("impl") == impl:
+            return b
+    raise KeyError(f"no benchmark {impl!r} in group {group!r}")
+
+
+def _median(bench: dict, group: str, impl: str) -> float:
+    return _find(bench, group, impl)["stats"]["median"]
+
+
+def speed_ratios(bench: dict) -> dict[str, float]:
+    """Ratios of timings from one benchmark run; higher is better for every one of them."""
+    ratios = {
+        "attention: sdpa speed-up over naive (batch 32)":
+            _median(bench, "attention batch 32", "naive") / _median(bench, "attention batch 32", "sdpa"),
+        "data: preloaded speed-up over notebook loader":
+            _median(bench, "data pipeline, 10,000 images, batch 32", "notebook")
+            / _median(bench, "data pipeline, 10,000 images, batch 32", "preloaded"),
+    }
+    for model in ("mlp", "cnn", "vit"):
+        # A model's training speed in units of this machine's matmul speed, the sgemm timed in the same test.
+        step = _find(bench, "training step, batch 32", model)
+        ratios[f"train step {model}: per sgemm"] = step["extra_info"]["sgemm_calibration_s"] / step["stats"]["median"]
+    return ratios
+
+
+def speed_failures(bench: dict, baselines: dict[str, dict]) -> tuple[list[str], list[str]]:
+    passes, failures = [], []
+    for name, value in speed_ratios(bench).items():
+        base = baselines.get(name)
+        if base is None:
+            failures.append(f"{name}: {value:.3f}, but no baseline in the gates file")
+            continue
+        floor = base["baseline"] * (1 - base["tolerance"])
+        line = f"{name}: {value:.3f} (baseline {base['baseline']:.3f}, floor {floor:.3f} at -{100 * base['tolerance']:.0f}%)"
+        if value >= floor:
+            passes.append(line)
+        else:
+            failures.append(f"{line}: REGRESSED by {100 * (1 - value / base['baseline']):.1f}%")
+    return passes, failures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("gate", choices=["accuracy", "speed"])
+    parser.add_argument("--gates", type=Path, default=Path("gates.yaml"))
+    parser.add_argument("--metrics", type=Path, default=Path("reports/metrics"))
+    parser.add_argument("--bench", type=Path, default=Path("reports/benchmarks/ci.json"))
+    args = parser.parse_args()
+    gates = yaml.safe_load(args.gates.read_text())
+    if args.gate == "accuracy":
+        passes, failures = accuracy_failures(args.metrics, gates["accuracy"])
+    else:
+        passes, failures = speed_failures(json.loads(args.bench.read_text()), gates["speed"])
+    for line in passes:
+        print(f"ok    {line}")
+    for line in failures:
+        print(f"FAIL  {line}")
+    print(f"{args.gate} gate: {len(passes)} passed, {len(failures)} failed")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
