@@ -96,23 +96,10 @@ class VitParams(Section):
         return self
 
 
-class VitSeedParams(Section):
-    """The write-up's ViT as written (models/vit_seed.py); sizes not in the write-up are ours."""
+class VitSeedParams(VitParams):
+    """The write-up's ViT as written (models/vit_seed.py): our ViT's sizes, plus the width of each head."""
 
-    patch_size: PositiveInt = 7
-    dim: PositiveInt = 64
-    depth: PositiveInt = 4
-    heads: PositiveInt = 4
     dim_head: PositiveInt = 16
-    mlp_dim: PositiveInt = 128
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    train: dict[str, Any] = {}
-
-    @model_validator(mode="after")
-    def _patches_fit(self) -> VitSeedParams:
-        if 28 % self.patch_size:
-            raise ValueError(f"patch_size must divide 28, found {self.patch_size}")
-        return self
 
 
 class ModelsParams(Section):

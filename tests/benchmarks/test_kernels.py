@@ -120,3 +120,19 @@ def test_attention(benchmark, device, batch, impl):
         out = timed(benchmark, device, fns[impl], projection + scores_and_mix, rounds=300, kernel="attention", impl=impl,
                     batch=batch, reference="naive", shape=f"{batch}x{TOKENS}x{HEADS}x{HEAD_DIM}")
         assert torch.allclose(out, naive_attention(w, x), rtol=1e-4, atol=1e-5)
+
+
+def naive_core(q, k, v):
+    return torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(HEAD_DIM), dim=-1) @ v
+
+
+@pytest.mark.parametrize("impl", ["naive", "sdpa"])
+@pytest.mark.parametrize("batch", [32, 256])
+def test_attention_core(benchmark, device, batch, impl):
+    """The attention core alone, Q, K and V given: what a fused kernel can speed up."""
+    benchmark.group = f"attention core batch {batch}"
+    q, k, v = (torch.randn(batch, HEADS, TOKENS, HEAD_DIM, device=device) for _ in range(3))
+    fn = (lambda: naive_core(q, k, v)) if impl == "naive" else (lambda: F.scaled_dot_product_attention(q, k, v))
+    out = timed(benchmark, device, fn, 2 * 2 * batch * HEADS * TOKENS * TOKENS * HEAD_DIM, rounds=300,
+                kernel="attention core", impl=impl, batch=batch, reference="naive")
+    assert torch.allclose(out, naive_core(q, k, v), rtol=1e-4, atol=1e-5)

@@ -51,10 +51,8 @@ def test_training_step(benchmark, device, name):
 
     flops = step_flops(reference, x, y) if name != "vit_seed" else None  # vit_seed draws new layers inside forward
     calibration = sgemm_seconds(device)
-    loss = timed(benchmark, device, step, flops or float("nan"), rounds=100, kernel=f"train step {name}",
-                 impl=name, batch=batch, images_per_s=None)
-    benchmark.extra_info["images_per_s"] = batch / benchmark.stats.stats.median
-    benchmark.extra_info["sgemm_calibration_s"] = calibration
+    loss = timed(benchmark, device, step, flops or float("nan"), rounds=100, items=batch, kernel=f"train step {name}",
+                 impl=name, batch=batch, sgemm_calibration_s=calibration)
     # Reference: the same model's loss on the same batch before training; the steps must have lowered it.
     with torch.no_grad():
         before = F.cross_entropy(reference(x), y)

@@ -8,8 +8,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def timed(benchmark, device, fn, flops: float, rounds: int = 100, warmup: int = 10, **info):
-    """Benchmark fn() (synchronised on CUDA, warmed up first); record FLOPs and GFLOP/s; return fn's result."""
+def timed(benchmark, device, fn, flops: float, rounds: int = 100, warmup: int = 10, items: int | None = None, **info):
+    """Benchmark fn() (synchronised on CUDA, warmed up first); record FLOPs, GFLOP/s and, given the
+    number of items (images) one call processes, items per second; return fn's result."""
 
     def run():
         out = fn()
@@ -19,9 +20,12 @@ def timed(benchmark, device, fn, flops: float, rounds: int = 100, warmup: int = 
     for _ in range(warmup):  # warm-up: allocator, kernels chosen, caches, thread pool, clocks
         run()
     result = benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=1)
-    median = benchmark.stats.stats.median
-    benchmark.extra_info.update({"flops": flops, "gflops_per_s": flops / median / 1e9, "device": device.type,
-                                 "threads": torch.get_num_threads(), **info})
+    benchmark.extra_info.update({"flops": flops, "device": device.type, "threads": torch.get_num_threads(), **info})
+    if benchmark.stats:  # None under --benchmark-disable, where the test only checks results
+        median = benchmark.stats.stats.median
+        benchmark.extra_info["gflops_per_s"] = flops / median / 1e9
+        if items:
+            benchmark.extra_info["images_per_s"] = items / median
     return result
 
 
