@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -145,3 +146,15 @@ def test_output_folder_that_cannot_be_written(tmp_path, mnist_dir):
                             cwd=ROOT, env={**os.environ, "MNIST_DIR": str(mnist_dir)}, capture_output=True, text=True)
     assert result.returncode == 1
     assert "error: " in result.stderr and "not-a-folder" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_corrupt_download_stops_the_stage_and_leaves_no_output(tmp_path, mnist_dir):
+    local = tmp_path / "mnist"
+    shutil.copytree(mnist_dir, local)
+    (local / "train-images-idx3-ubyte.gz").chmod(0o644)
+    (local / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b truncated")
+    result = subprocess.run([sys.executable, str(ROOT / "stages" / "download.py"), "--out", str(tmp_path / "raw")],
+                            cwd=ROOT, env={**os.environ, "MNIST_DIR": str(local)}, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "train-images-idx3-ubyte.gz: checksum mismatch: expected MD5 f68b3c2d" in result.stderr
+    assert not (tmp_path / "raw").exists()
