@@ -88,6 +88,13 @@ def test_split_is_deterministic_disjoint_and_complete():
     assert sorted(a_train.tolist() + a_valid.tolist()) == list(range(1000))
 
 
+@pytest.fixture
+def no_mnist_dir_env(monkeypatch):
+    """MNIST_DIR overrides data.local_dir (and .ci/run sets it): these tests pass their own folder."""
+    monkeypatch.delenv("MNIST_DIR", raising=False)
+
+
+@pytest.mark.usefixtures("no_mnist_dir_env")
 def test_fetch_verifies_md5_and_leaves_nothing_behind(tmp_path, mnist_dir):
     local = tmp_path / "local"
     shutil.copytree(mnist_dir, local)
@@ -103,6 +110,7 @@ def test_fetch_verifies_md5_and_leaves_nothing_behind(tmp_path, mnist_dir):
     assert [p.name for p in tmp_path.iterdir()] == ["local"]  # no temporary folder left either
 
 
+@pytest.mark.usefixtures("no_mnist_dir_env")
 def test_fetch_names_a_missing_file(tmp_path, mnist_dir):
     local = tmp_path / "local"
     shutil.copytree(mnist_dir, local)
@@ -112,6 +120,7 @@ def test_fetch_names_a_missing_file(tmp_path, mnist_dir):
     assert not (tmp_path / "raw").exists()
 
 
+@pytest.mark.usefixtures("no_mnist_dir_env")
 def test_fetch_names_a_missing_folder(tmp_path):
     with pytest.raises(DataError, match="nowhere: MNIST folder not found"):
         data.fetch_raw(tmp_path / "raw", str(tmp_path / "nowhere"))
@@ -130,3 +139,10 @@ def test_real_mnist_decodes_to_the_published_counts(tmp_path, mnist_dir):
     images, labels = data.load_split(tmp_path / "processed", "valid")
     assert images.shape == (12_000, 28, 28) and images.dtype == torch.uint8
     assert labels.dtype == torch.int64
+
+
+def test_mnist_dir_overrides_local_dir(tmp_path, mnist_dir, monkeypatch):
+    monkeypatch.setenv("MNIST_DIR", str(mnist_dir))
+    info = data.fetch_raw(tmp_path / "raw", str(tmp_path / "nowhere"))
+    assert info["source"] == str(mnist_dir)
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted(data.MD5)
