@@ -94,7 +94,7 @@ def main() -> None:
         print(f"ok    {line}")
     for line in failures:
         print(f"FAIL  {line}")
-    print(f"{args.gate} gate: {len(passes)} passed, {len(failures)} failed")
+    print(f"{args.gate}-gate: {len(passes)} passed, {len(failures)} failed")
     sys.exit(1 if failures else 0)
 
 
