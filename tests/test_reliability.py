@@ -1,7 +1,7 @@
 """Guarantees that need real processes: resume after SIGKILL, concurrent MLflow writers, bad input at the CLI."""
 
+import csv
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -42,10 +42,6 @@ def train_cmd(workdir: Path, processed: Path, params: Path, model="cnn") -> list
             "--checkpoints", str(workdir / "checkpoints")]
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def state_hash(path: Path) -> str:
     digest = hashlib.sha256()
     for name, tensor in torch.load(path, weights_only=True).items():
@@ -83,7 +79,7 @@ def test_sigkill_mid_epoch_then_rerun_resumes_to_identical_results(tmp_path, env
     assert f"resuming from {checkpoint} after epoch {epoch_at_kill}" in rerun.stderr
     assert state_hash(killed / "models" / "cnn-0.pt") == state_hash(straight / "models" / "cnn-0.pt")
     strip = lambda f: [{k: v for k, v in r.items() if k != "epoch_seconds"}  # noqa: E731
-                       for r in __import__("csv").DictReader(open(f))]
+                       for r in csv.DictReader(open(f))]
     assert strip(killed / "reports" / "history" / "cnn-0.csv") == strip(straight / "reports" / "history" / "cnn-0.csv")
 
 
