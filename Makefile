@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: setup repro reproduce test bench ui
+.PHONY: setup repro reproduce time-to-accuracy test bench ui
 
 $(BIN)/dvc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ repro: setup  ## the whole pipeline with the defaults of params.yaml
 
 reproduce: setup  ## the write-up reproduction: 5 seeds per model, vit_seed, reports/claims.md
 	$(BIN)/dvc repro reproduce/dvc.yaml
+
+time-to-accuracy: setup  ## re-measure the time_to_accuracy stage (quiet machine!), then refresh the report
+	$(BIN)/dvc repro --force --single-item time_to_accuracy
+	$(BIN)/dvc repro report
 
 test: setup  ## unit tests and the end-to-end dvc repro test (benchmarks are separate)
 	$(BIN)/pytest tests --ignore=tests/benchmarks

@@ -12,8 +12,9 @@ def main() -> None:
     parser.add_argument("--reports", type=Path, default=Path("reports"))
     parser.add_argument("--split-summary", type=Path, default=Path("reports/split.json"))
     parser.add_argument("--writeup-logs", type=Path, default=Path("reference/writeup_logs.csv"))
+    parser.add_argument("--time-to-accuracy", type=Path, default=None, help="the time_to_accuracy stage's JSON")
     args = parser.parse_args()
-    pipeline.report(params_of(args), args.reports, args.split_summary, args.writeup_logs)
+    pipeline.report(params_of(args), args.reports, args.split_summary, args.writeup_logs, args.time_to_accuracy)
 
 
 if __name__ == "__main__":

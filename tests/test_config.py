@@ -21,7 +21,7 @@ def with_change(section: str, key: str, value) -> dict:
 
 def test_committed_params_are_valid():
     params = load_params(ROOT / "params.yaml")
-    assert params.model_names() == ["mlp", "cnn", "vit"]
+    assert params.model_names() == ["mlp", "cnn", "vit", "mlp_tuned", "cnn_tuned", "vit_tuned"]
     assert params.train.epochs == 10 and params.train.batch_size == 32
     assert params.split.train_size == 48_000 and params.split.valid_size == 12_000
 
@@ -64,7 +64,7 @@ def test_unknown_model_name():
 
 def test_cnn_over_its_parameter_budget():
     params = parse_params(with_change("models.cnn", "max_params", 40_000))
-    with pytest.raises(ParamsError, match=r"models\.cnn\.max_params: the CNN has 40730 parameters, over the budget of 40000"):
+    with pytest.raises(ParamsError, match=r"models\.cnn\.max_params: the model has 40,730 parameters, over the budget of 40,000"):
         build_model("cnn", params)
 
 
@@ -81,3 +81,31 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("train: [unclosed\n")
     with pytest.raises(ParamsError, match="params.yaml: not valid YAML"):
         load_params(bad)
+
+
+def test_onecycle_needs_a_rising_phase():
+    raw = with_change("models.cnn_tuned.train", "warmup_epochs", 0)
+    with pytest.raises(ParamsError, match=r"models\.cnn_tuned\.train\.: schedule onecycle needs 0 < warmup_epochs < epochs"):
+        parse_params(raw)
+
+
+def test_augmentation_out_of_range_names_the_key():
+    raw = with_change("train", "augment", {"degrees": 0, "translate": 0.7, "scale": 0})
+    with pytest.raises(ParamsError, match=r"train\.augment\.translate: Input should be less than 0\.5 \(found 0\.7\)"):
+        parse_params(raw)
+
+
+def test_time_to_accuracy_checks_model_names_and_overrides():
+    raw = committed()
+    raw["time_to_accuracy"]["models"]["cnn_tunde"] = raw["time_to_accuracy"]["models"].pop("cnn_tuned")
+    with pytest.raises(ParamsError, match=r"unknown model name 'cnn_tunde'.*did you mean 'cnn_tuned'\?"):
+        parse_params(raw)
+    raw = with_change("time_to_accuracy.models.vit_tuned", "train", {"epochs": 2, "warmup_epochs": 3})
+    with pytest.raises(ParamsError, match=r"time_to_accuracy\.models\.vit_tuned\.train\.: schedule onecycle needs"):
+        parse_params(raw)
+
+
+def test_tuned_cnn_over_its_parameter_budget():
+    params = parse_params(with_change("models.cnn_tuned", "stages", [[32], [64, 64], [128]]))
+    with pytest.raises(ParamsError, match=r"models\.cnn_tuned\.max_params: the model has [\d,]+ parameters, over the budget of 50,000"):
+        build_model("cnn_tuned", params)

@@ -40,7 +40,25 @@ def test_parameter_counts(params):
     assert count_parameters(build_model("vit", params)) == vit_parameters(v.patch_size, v.dim, v.depth, v.heads, v.mlp_dim)
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn", "vit"])
+def batchnorm(c):
+    return 2 * c  # weight and bias; the running statistics are buffers, not parameters
+
+
+def test_tuned_parameter_counts(params):
+    hidden = params.models.mlp_tuned.hidden
+    widths = [784, *hidden]
+    mlp = sum(n_in * n_out + batchnorm(n_out) for n_in, n_out in zip(widths, widths[1:])) + linear(widths[-1], 10)
+    assert count_parameters(build_model("mlp_tuned", params)) == mlp
+    stages = params.models.cnn_tuned.stages
+    convs = [c for stage in stages for c in stage]
+    size = 28 // 2 ** len(stages)
+    cnn = sum(c_in * c_out * 9 + batchnorm(c_out) for c_in, c_out in zip([1, *convs], convs)) + linear(convs[-1] * size * size, 10)
+    assert count_parameters(build_model("cnn_tuned", params)) == cnn <= params.models.cnn_tuned.max_params == 50_000
+    v = params.models.vit_tuned
+    assert count_parameters(build_model("vit_tuned", params)) == vit_parameters(v.patch_size, v.dim, v.depth, v.heads, v.mlp_dim)
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "vit", "vit_seed", "mlp_tuned", "cnn_tuned", "vit_tuned"])
 def test_output_shape(params, name):
     model = build_model(name, params).eval()
     assert model(torch.rand(3, 1, 28, 28)).shape == (3, 10)

@@ -52,31 +52,55 @@ def test_writeup_loss_is_sum_of_batch_means_over_count():
     assert training.writeup_loss(even, batch_size=32) == pytest.approx(float(even.mean()) / 32)
 
 
-def run_tiny(params, name, checkpoint=None, epochs=2):
-    tp = params.train_for(name).model_copy(update={"epochs": epochs, "limit_train_images": 256})
+class Interrupted(Exception):
+    pass
+
+
+def run_tiny(params, name, checkpoint=None, epochs=2, kill_in_epoch=None):
+    """Train on 256 random images; `kill_in_epoch` = k interrupts the run in epoch k, before its checkpoint."""
+    tp = params.train_for(name).model_copy(update={"epochs": epochs, "limit_train_images": 256, "warmup_epochs": 1})
     environment.make_deterministic(0, tp.threads)
     model = build_model(name, params)
-    result = training.train(model, tp, fake_set(256, 2), fake_set(64, 3), torch.device("cpu"), 0, checkpoint, name=name)
+
+    def on_epoch(record):
+        if record["epoch"] == kill_in_epoch:
+            raise Interrupted
+
+    try:
+        result = training.train(model, tp, fake_set(256, 2), fake_set(64, 3), torch.device("cpu"), 0, checkpoint,
+                                name=name, on_epoch=on_epoch)
+    except Interrupted:
+        result = None
     return model, result
 
 
-def test_same_seed_same_weights_and_metrics(params):
-    model_a, result_a = run_tiny(params, "cnn")
-    model_b, result_b = run_tiny(params, "cnn")
+@pytest.mark.parametrize("name", ["cnn", "cnn_tuned"])  # cnn_tuned: augmentation, label smoothing, OneCycle
+def test_same_seed_same_weights_and_metrics(params, name):
+    model_a, result_a = run_tiny(params, name)
+    model_b, result_b = run_tiny(params, name)
     assert weights_hash(model_a) == weights_hash(model_b)
     strip = lambda h: [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in h]  # noqa: E731
     assert strip(result_a.history) == strip(result_b.history)
 
 
-def test_resume_from_checkpoint_equals_uninterrupted_run(params, tmp_path):
-    straight, _ = run_tiny(params, "cnn", epochs=3)
+@pytest.mark.parametrize("name", ["cnn", "cnn_tuned"])
+def test_resume_from_checkpoint_equals_uninterrupted_run(params, tmp_path, name):
+    straight, _ = run_tiny(params, name, epochs=3)
     ckpt = training.Checkpoint(tmp_path / "cnn.ckpt", fingerprint="same")
-    run_tiny(params, "cnn", ckpt, epochs=2)  # "interrupted" after epoch 2 of 3
+    run_tiny(params, name, ckpt, epochs=3, kill_in_epoch=3)
     assert torch.load(ckpt.path, weights_only=True)["epoch"] == 2
     ckpt3 = training.Checkpoint(ckpt.path, fingerprint="same")
-    resumed, result = run_tiny(params, "cnn", ckpt3, epochs=3)
+    resumed, result = run_tiny(params, name, ckpt3, epochs=3)
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
     assert weights_hash(resumed) == weights_hash(straight)
+
+
+def test_stops_at_the_first_epoch_that_reaches_the_valid_accuracy(params):
+    tp = params.train_for("mlp").model_copy(update={"epochs": 5, "limit_train_images": 256})
+    model = build_model("mlp", params)
+    result = training.train(model, tp, fake_set(256, 2), fake_set(64, 3), torch.device("cpu"), 0,
+                            until_valid_accuracy=0.0)
+    assert [r["epoch"] for r in result.history] == [1]
 
 
 def test_checkpoint_of_other_settings_is_not_resumed(params, tmp_path):

@@ -51,6 +51,14 @@ class SplitParams(Section):
         return self
 
 
+class AugmentParams(Section):
+    """A random affine map per image and batch (augment.py); all zero = no augmentation."""
+
+    degrees: float = Field(0.0, ge=0.0, le=180.0)  # rotation, up to ± this many degrees
+    translate: float = Field(0.0, ge=0.0, lt=0.5)  # shift, up to ± this fraction of the image size
+    scale: float = Field(0.0, ge=0.0, lt=1.0)  # zoom by a factor in [1 - scale, 1 + scale]
+
+
 class TrainParams(Section):
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 32
@@ -58,14 +66,26 @@ class TrainParams(Section):
     lr: PositiveFloat = 1e-3
     momentum: float = Field(0.0, ge=0.0, lt=1.0)
     weight_decay: float = Field(0.0, ge=0.0)
-    # Learning-rate schedule, stepped per batch: constant (the write-up's), or a linear warm-up
-    # over `warmup_epochs` followed by cosine decay to zero.
-    schedule: Literal["constant", "cosine"] = "constant"
+    # Learning-rate schedule, stepped per batch: constant (the write-up's); cosine (a linear warm-up
+    # over `warmup_epochs`, then cosine decay to zero); onecycle (torch's OneCycleLR, peak `lr`
+    # after `warmup_epochs`).
+    schedule: Literal["constant", "cosine", "onecycle"] = "constant"
     warmup_epochs: float = Field(0.0, ge=0.0)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    augment: AugmentParams = AugmentParams()
     threads: PositiveInt | None = None  # None: one per CPU core
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     # A small profile for tests and smoke runs: train on the first N images of the train split.
     limit_train_images: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> TrainParams:
+        if self.schedule == "onecycle" and not 0 < self.warmup_epochs < self.epochs:
+            raise ValueError(
+                f"schedule onecycle needs 0 < warmup_epochs < epochs (its rising phase), "
+                f"found warmup_epochs={self.warmup_epochs}, epochs={self.epochs}"
+            )
+        return self
 
 
 class MlpParams(Section):
@@ -102,11 +122,28 @@ class VitSeedParams(VitParams):
     dim_head: PositiveInt = 16
 
 
+class MlpTunedParams(Section):
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [1024, 1024], min_length=1)
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    train: dict[str, Any] = {}
+
+
+class CnnTunedParams(Section):
+    # Conv widths per stage; each stage ends in a 2x2 max-pool, so at most 4 stages (28 -> 1).
+    stages: list[list[PositiveInt]] = Field(default_factory=lambda: [[16], [32, 32], [64]], min_length=1, max_length=4)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    max_params: PositiveInt = 50_000
+    train: dict[str, Any] = {}
+
+
 class ModelsParams(Section):
     mlp: MlpParams = MlpParams()
     cnn: CnnParams = CnnParams()
     vit: VitParams = VitParams()
     vit_seed: VitSeedParams = VitSeedParams()
+    mlp_tuned: MlpTunedParams = MlpTunedParams()
+    cnn_tuned: CnnTunedParams = CnnTunedParams()
+    vit_tuned: VitParams = VitParams()
 
 
 class PipelineParams(Section):
@@ -132,6 +169,28 @@ class MlflowParams(Section):
     experiment: str = "mnistbench"
 
 
+class AccuracyTarget(Section):
+    threshold: float = Field(gt=0.0, le=1.0)  # valid accuracy to reach, confirmed on test afterwards
+    goal_seconds: PositiveFloat  # the time the harness aims for, reported beside the measured one
+    train: dict[str, Any] = {}  # overrides of the model's own recipe, e.g. a shorter schedule
+
+
+class TimeToAccuracyParams(Section):
+    seed: int = 0
+    models: dict[str, AccuracyTarget] = Field(default_factory=lambda: {
+        "cnn_tuned": AccuracyTarget(threshold=0.99, goal_seconds=20),
+        "vit_tuned": AccuracyTarget(threshold=0.98, goal_seconds=60),
+    })
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, models: dict[str, AccuracyTarget]) -> dict[str, AccuracyTarget]:
+        for name in models:
+            if name not in ModelsParams.model_fields:
+                raise ValueError(_unknown("model name", name, list(ModelsParams.model_fields)))
+        return models
+
+
 class Params(Section):
     pipeline: PipelineParams = PipelineParams()
     data: DataParams = DataParams()
@@ -140,6 +199,7 @@ class Params(Section):
     models: ModelsParams = ModelsParams()
     seeds: SeedsParams = SeedsParams()
     mlflow: MlflowParams = MlflowParams()
+    time_to_accuracy: TimeToAccuracyParams = TimeToAccuracyParams()
 
     def model_names(self) -> list[str]:
         """The models this pipeline runs, in params order."""
@@ -153,11 +213,19 @@ class Params(Section):
 
     def train_for(self, name: str) -> TrainParams:
         """The shared train section with this model's overrides applied, validated again."""
-        overrides = self.model_section(name).train
-        try:
-            return TrainParams(**{**self.train.model_dump(), **overrides})
-        except ValidationError as err:
-            raise ParamsError(_describe(err, prefix=f"models.{name}.train.", schema=TrainParams)) from None
+        return _with_overrides(self.train, self.model_section(name).train, f"models.{name}.train.")
+
+    def time_to_accuracy_recipe(self, name: str) -> TrainParams:
+        """The model's own recipe with its time-to-accuracy overrides on top (a shorter schedule)."""
+        target = self.time_to_accuracy.models[name]
+        return _with_overrides(self.train_for(name), target.train, f"time_to_accuracy.models.{name}.train.")
+
+
+def _with_overrides(base: TrainParams, overrides: dict, prefix: str) -> TrainParams:
+    try:
+        return TrainParams(**{**base.model_dump(), **overrides})
+    except ValidationError as err:
+        raise ParamsError(_describe(err, prefix=prefix, schema=TrainParams)) from None
 
 
 def _unknown(what: str, found: str, known: list[str]) -> str:
@@ -196,11 +264,13 @@ def parse_params(raw: dict, source: str = "params.yaml") -> Params:
         params = Params(**(raw or {}))
     except ValidationError as err:
         raise ParamsError(f"{source}: invalid parameters\n{_describe(err)}") from None
-    for name in ModelsParams.model_fields:  # check every model's overrides now, not when its stage runs
-        try:
+    try:  # check every recipe's overrides now, not when its stage runs
+        for name in ModelsParams.model_fields:
             params.train_for(name)
-        except ParamsError as err:
-            raise ParamsError(f"{source}: invalid parameters\n{err}") from None
+        for name in params.time_to_accuracy.models:
+            params.time_to_accuracy_recipe(name)
+    except ParamsError as err:
+        raise ParamsError(f"{source}: invalid parameters\n{err}") from None
     return params
 
 

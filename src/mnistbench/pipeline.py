@@ -109,10 +109,29 @@ def evaluate(params: Params, name: str, seed: int, processed_dir: Path, models_d
           f"loss {metrics['test_loss']:.4f}")
 
 
-def report(params: Params, reports_dir: Path, split_summary: Path, writeup_logs: Path) -> None:
+def time_to_accuracy(params: Params, processed_dir: Path, out: Path) -> None:
+    """Measure the models that have a target and are in this pipeline's model list; {} when none are."""
+    from mnistbench.time_to_accuracy import measure
+
+    results = {}
+    for name in params.time_to_accuracy.models:
+        if name not in params.model_names():
+            print(f"time to accuracy: {name} is not in pipeline.models, skipped")
+            continue
+        r = measure(params, name, params.time_to_accuracy.seed, processed_dir)
+        results[name] = r
+        verdict = "reached" if r["reached_on_valid"] else "NOT reached"
+        print(f"{name}: {r['threshold']:.1%} valid {verdict} after {r['epochs']} epoch(s) in {r['seconds']:.1f} s "
+              f"(goal {r['goal_seconds']:.0f} s); test accuracy {r['test_accuracy']:.2%}")
+    write_json(out, results)
+
+
+def report(params: Params, reports_dir: Path, split_summary: Path, writeup_logs: Path,
+           time_to_accuracy: Path | None = None) -> None:
     from mnistbench.reporting import write_report  # matplotlib is slow to import; only this stage needs it
 
-    out = write_report(params.model_names(), params.seeds.train, reports_dir, split_summary, writeup_logs)
+    out = write_report(params.model_names(), params.seeds.train, reports_dir, split_summary, writeup_logs,
+                       time_to_accuracy)
     print(f"wrote {out}")
 
 

@@ -4,13 +4,15 @@ Losses are reported two ways:
 - `loss`: the usual mean cross-entropy per image;
 - `loss_writeup`: the write-up's "Average loss", the sum of per-batch mean losses divided by
   the number of images (about loss / batch_size), so our logs compare with its logs line by line.
+With label smoothing or augmentation (the tuned recipes), the train loss and accuracy are those of
+the smoothed targets and the augmented images; the valid and test numbers never are.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from mnistbench import augment
 from mnistbench.config import TrainParams
 from mnistbench.data import to_float
 from mnistbench.errors import MnistbenchError
@@ -39,9 +42,12 @@ def make_optimizer(model: nn.Module, tp: TrainParams) -> torch.optim.Optimizer:
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, tp: TrainParams, steps_per_epoch: int):
-    """A per-batch LR multiplier: 1 for `constant`; warm-up then cosine decay for `cosine`."""
+    """Stepped per batch: 1 x lr for `constant`; warm-up then cosine decay for `cosine`; OneCycleLR."""
     total = tp.epochs * steps_per_epoch
     warmup = int(tp.warmup_epochs * steps_per_epoch)
+    if tp.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=tp.lr, total_steps=total,
+                                                   pct_start=tp.warmup_epochs / tp.epochs)
 
     def factor(step: int) -> float:
         if tp.schedule == "constant":
@@ -107,14 +113,15 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _rng_state(shuffle: torch.Generator) -> dict:
-    # Only torch's RNGs are used while training: the global one (dropout) and the shuffle.
-    return {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
+def _rng_state(shuffle: torch.Generator, augmenting: torch.Generator) -> dict:
+    # Only torch's RNGs are used while training: the global one (dropout), the shuffle, the augmentation.
+    return {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state(), "augment": augmenting.get_state()}
 
 
-def _restore_rng(state: dict, shuffle: torch.Generator) -> None:
+def _restore_rng(state: dict, shuffle: torch.Generator, augmenting: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
     shuffle.set_state(state["shuffle"])
+    augmenting.set_state(state["augment"])
 
 
 @dataclass
@@ -139,10 +146,13 @@ def train(
     checkpoint: Checkpoint | None = None,
     on_epoch: Callable[[dict], None] = lambda record: None,
     name: str = "model",
+    until_valid_accuracy: float | None = None,
 ) -> TrainResult:
     """Train for tp.epochs, validating after each epoch; resume from `checkpoint` if it holds one.
+    With `until_valid_accuracy`, stop after the first epoch whose valid accuracy reaches it.
 
-    `seed` drives the shuffling; the caller seeds torch's global RNG (initial weights, dropout)."""
+    `seed` drives the shuffling and the augmentation; the caller seeds torch's global RNG
+    (initial weights, dropout)."""
     images, labels = train_set
     if tp.limit_train_images:
         images, labels = images[: tp.limit_train_images], labels[: tp.limit_train_images]
@@ -153,6 +163,8 @@ def train(
     optimizer = make_optimizer(model, tp)
     scheduler = make_scheduler(optimizer, tp, steps_per_epoch=math.ceil(n / tp.batch_size))
     shuffle = torch.Generator().manual_seed(seed)
+    augmenting = torch.Generator().manual_seed(seed + 1)
+    augmented = augment.is_on(tp.augment)
     result = TrainResult()
     start_epoch = 1
 
@@ -163,7 +175,7 @@ def train(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        _restore_rng(state["rng"], shuffle)
+        _restore_rng(state["rng"], shuffle, augmenting)
         result = TrainResult(**state["result"])
         start_epoch = state["epoch"] + 1
         print(f"{name}: resuming from {checkpoint.path} after epoch {state['epoch']}", file=sys.stderr)
@@ -180,8 +192,10 @@ def train(
                    disable=not interactive, leave=False)
         for idx in bar:
             x, y = x_all[idx], y_all[idx]
+            if augmented:
+                x = augment.random_affine(x, tp.augment, augmenting)
             logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            loss = F.cross_entropy(logits, y, label_smoothing=tp.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -216,7 +230,9 @@ def train(
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
-                "rng": _rng_state(shuffle),
+                "rng": _rng_state(shuffle, augmenting),
                 "result": result.__dict__,
             })
+        if until_valid_accuracy is not None and record["valid_accuracy"] >= until_valid_accuracy:
+            break
     return result

@@ -4,7 +4,9 @@ from torch import nn
 
 from mnistbench.config import ParamsError, Params
 from mnistbench.models.cnn import build_cnn
+from mnistbench.models.cnn_tuned import build_cnn_tuned
 from mnistbench.models.mlp import build_mlp
+from mnistbench.models.mlp_tuned import build_mlp_tuned
 from mnistbench.models.vit import ViT
 from mnistbench.models.vit_seed import WriteupViT
 
@@ -18,14 +20,21 @@ def build_model(name: str, params: Params) -> nn.Module:
     section = params.model_section(name)
     if name == "mlp":
         return build_mlp(section.hidden)
+    if name == "mlp_tuned":
+        return build_mlp_tuned(section.hidden, section.dropout)
     if name == "cnn":
-        model = build_cnn()
-        n = count_parameters(model)
-        if n > section.max_params:
-            raise ParamsError(f"models.cnn.max_params: the CNN has {n} parameters, over the budget of {section.max_params}")
-        return model
-    if name == "vit":
+        return within_budget(name, build_cnn(), section.max_params)
+    if name == "cnn_tuned":
+        return within_budget(name, build_cnn_tuned(section.stages, section.dropout), section.max_params)
+    if name in ("vit", "vit_tuned"):
         return ViT(**section.model_dump(exclude={"train"}))
     if name == "vit_seed":
         return WriteupViT(**section.model_dump(exclude={"train"}))
     raise ParamsError(f"models.{name}: no builder for this model")
+
+
+def within_budget(name: str, model: nn.Module, max_params: int) -> nn.Module:
+    n = count_parameters(model)
+    if n > max_params:
+        raise ParamsError(f"models.{name}.max_params: the model has {n:,} parameters, over the budget of {max_params:,}")
+    return model

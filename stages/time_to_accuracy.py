@@ -1,0 +1,21 @@
+"""DVC stage `time_to_accuracy`: wall time for the tuned models to reach their valid-accuracy thresholds.
+
+Re-measure on a quiet machine with `make time-to-accuracy` (dvc repro --force time_to_accuracy)."""
+
+from pathlib import Path
+
+from mnistbench import pipeline
+from mnistbench.cli import exit_on_error, params_of, stage_parser
+
+
+@exit_on_error
+def main() -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--data", type=Path, default=Path("data/processed"))
+    parser.add_argument("--out", type=Path, default=Path("reports/time_to_accuracy.json"))
+    args = parser.parse_args()
+    pipeline.time_to_accuracy(params_of(args), args.data, args.out)
+
+
+if __name__ == "__main__":
+    main()
