@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from mnistbench import data, environment, evaluation, tracking, training
+from mnistbench import data, environment, evaluation, time_to_accuracy as tta, tracking, training
 from mnistbench.config import Params, run_name
 from mnistbench.files import atomic_path, read_json, write_json, write_text
 from mnistbench.models import build_model, count_parameters
@@ -111,14 +111,12 @@ def evaluate(params: Params, name: str, seed: int, processed_dir: Path, models_d
 
 def time_to_accuracy(params: Params, processed_dir: Path, out: Path) -> None:
     """Measure the models that have a target and are in this pipeline's model list; {} when none are."""
-    from mnistbench.time_to_accuracy import measure
-
     results = {}
     for name in params.time_to_accuracy.models:
         if name not in params.model_names():
             print(f"time to accuracy: {name} is not in pipeline.models, skipped")
             continue
-        r = measure(params, name, params.time_to_accuracy.seed, processed_dir)
+        r = tta.measure(params, name, params.time_to_accuracy.seed, processed_dir)
         results[name] = r
         verdict = "reached" if r["reached_on_valid"] else "NOT reached"
         print(f"{name}: {r['threshold']:.1%} valid {verdict} after {r['epochs']} epoch(s) in {r['seconds']:.1f} s "
