@@ -89,7 +89,10 @@ def main() -> None:
     if args.gate == "accuracy":
         passes, failures = accuracy_failures(args.metrics, gates["accuracy"])
     else:
-        passes, failures = speed_failures(json.loads(args.bench.read_text()), gates["speed"])
+        try:
+            passes, failures = speed_failures(json.loads(args.bench.read_text()), gates["speed"])
+        except KeyError as missing:  # a partial run, e.g. `pytest -k`: say which benchmark is absent
+            sys.exit(f"error: {args.bench}: {missing.args[0]}; expected a full `pytest tests/benchmarks --benchmark-json` run")
     for line in passes:
         print(f"ok    {line}")
     for line in failures:

@@ -1,0 +1,56 @@
+"""The CI gates: thresholds read from the committed gates.yaml, a failure named, a partial run refused."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from mnistbench import gates
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench_run(naive_s=2e-3, sdpa_s=1e-3, notebook_s=0.4, preloaded_s=0.01, step_s=0.01, sgemm_s=0.01):
+    """The fields of a pytest-benchmark JSON that the speed gate reads."""
+    def entry(group, impl, median, **extra):
+        return {"group": group, "extra_info": {"impl": impl, **extra}, "stats": {"median": median}}
+    rows = [entry("attention batch 32", "naive", naive_s), entry("attention batch 32", "sdpa", sdpa_s),
+            entry("data pipeline, 10,000 images, batch 32", "notebook", notebook_s),
+            entry("data pipeline, 10,000 images, batch 32", "preloaded", preloaded_s)]
+    rows += [entry("training step, batch 32", m, step_s, sgemm_calibration_s=sgemm_s) for m in ("mlp", "cnn", "vit")]
+    return {"benchmarks": rows}
+
+
+def test_every_speed_ratio_has_a_baseline_in_the_committed_gates():
+    committed = yaml.safe_load((ROOT / "gates.yaml").read_text())["speed"]
+    assert set(gates.speed_ratios(bench_run())) == set(committed)
+
+
+def test_speed_gate_fails_the_ratio_that_fell_below_its_floor():
+    baselines = {name: {"baseline": value, "tolerance": 0.3} for name, value in gates.speed_ratios(bench_run()).items()}
+    passes, failures = gates.speed_failures(bench_run(preloaded_s=0.02), baselines)  # loader 2x slower
+    assert len(passes) == 4
+    assert len(failures) == 1 and failures[0].startswith("data: preloaded") and "REGRESSED by 50.0%" in failures[0]
+
+
+def test_accuracy_gate_fails_below_threshold_and_when_metrics_are_missing(tmp_path):
+    (tmp_path / "mlp-0.json").write_text(json.dumps({"test_accuracy": 0.97}))
+    (tmp_path / "cnn-0.json").write_text(json.dumps({"test_accuracy": 0.99}))
+    passes, failures = gates.accuracy_failures(tmp_path, {"mlp": 0.973, "cnn": 0.985, "vit": 0.975})
+    assert passes == ["cnn-0: test accuracy 0.9900, threshold 0.9850"]
+    assert failures[0] == "mlp-0: test accuracy 0.9700, threshold 0.9730: BELOW by 0.0030"
+    assert failures[1].startswith("vit: no metrics in")
+
+
+def test_speed_gate_on_a_partial_run_names_the_missing_benchmark(tmp_path):
+    partial = bench_run()
+    partial["benchmarks"] = partial["benchmarks"][2:]  # as after `pytest -k data_pipeline`
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(partial))
+    result = subprocess.run([sys.executable, "-m", "mnistbench.gates", "speed", "--bench", str(path),
+                             "--gates", str(ROOT / "gates.yaml")], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"error: {path}: no benchmark 'naive' in group 'attention batch 32'; "
+                                     "expected a full `pytest tests/benchmarks --benchmark-json` run")
