@@ -95,6 +95,12 @@ def test_augmentation_out_of_range_names_the_key():
         parse_params(raw)
 
 
+def test_unknown_precision_names_the_key_and_the_choices():
+    raw = with_change("train", "precision", "fp16")
+    with pytest.raises(ParamsError, match=r"train\.precision: Input should be 'fp32' or 'bf16' \(found 'fp16'\)"):
+        parse_params(raw)
+
+
 def test_time_to_accuracy_checks_model_names_and_overrides():
     raw = committed()
     raw["time_to_accuracy"]["models"]["cnn_tunde"] = raw["time_to_accuracy"]["models"].pop("cnn_tuned")

@@ -107,3 +107,16 @@ def test_checkpoint_of_other_settings_is_not_resumed(params, tmp_path):
     run_tiny(params, "mlp", training.Checkpoint(tmp_path / "m.ckpt", "settings-a"), epochs=1)
     _, result = run_tiny(params, "mlp", training.Checkpoint(tmp_path / "m.ckpt", "settings-b"), epochs=2)
     assert [r["epoch"] for r in result.history] == [1, 2]
+
+
+@pytest.mark.parametrize("precision, dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_precision_sets_the_dtype_of_training_forwards_but_not_of_evaluation(params, precision, dtype):
+    tp = params.train_for("cnn_tuned").model_copy(update={"epochs": 1, "warmup_epochs": 0.5, "limit_train_images": 64,
+                                                          "precision": precision})
+    environment.make_deterministic(0, tp.threads)
+    model = build_model("cnn_tuned", params)
+    seen = []  # (training?, dtype of the logits) for every forward
+    model.register_forward_hook(lambda module, args, out: seen.append((module.training, out.dtype)))
+    training.train(model, tp, fake_set(64, 2), fake_set(32, 3), torch.device("cpu"), 0)
+    assert {d for is_training, d in seen if is_training} == {dtype}
+    assert {d for is_training, d in seen if not is_training} == {torch.float32}

@@ -73,6 +73,9 @@ class TrainParams(Section):
     warmup_epochs: float = Field(0.0, ge=0.0)
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     augment: AugmentParams = AugmentParams()
+    # bf16: forward and loss under torch.autocast (bfloat16 matmuls and convolutions, float32 weights,
+    # optimizer and evaluation); about 2x faster steps on a CPU with AVX512-BF16. fp32: the write-up's.
+    precision: Literal["fp32", "bf16"] = "fp32"
     threads: PositiveInt | None = None  # None: one per CPU core
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     # A small profile for tests and smoke runs: train on the first N images of the train split.

@@ -194,8 +194,9 @@ def train(
             x, y = x_all[idx], y_all[idx]
             if augmented:
                 x = augment.random_affine(x, tp.augment, augmenting)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=tp.label_smoothing)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tp.precision == "bf16"):
+                logits = model(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=tp.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
