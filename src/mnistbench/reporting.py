@@ -220,7 +220,7 @@ def time_to_accuracy_section(results: dict) -> list[str]:
     def recipe(r: dict) -> str:
         tp, aug = r["recipe"], r["recipe"]["augment"]
         augmented = any(aug.values())
-        return (f"batch {tp['batch_size']}, {tp['optimizer']} lr {tp['lr']}, {tp['schedule']} schedule, "
+        return (f"batch {tp['batch_size']}, {tp['precision']}, {tp['optimizer']} lr {tp['lr']}, {tp['schedule']} schedule, "
                 f"label smoothing {tp['label_smoothing']}, augmentation {'on' if augmented else 'off'}, seed {r['seed']}")
 
     recipes = [f"- `{name}`: {r['epochs']} of {r['max_epochs']} epochs, {recipe(r)}" for name, r in results.items()]
@@ -286,6 +286,7 @@ def write_report(models: list[str], seeds: list[int], reports: Path, split_summa
             "`mlp_tuned`, `cnn_tuned` (≤ 50,000 parameters) and `vit_tuned`: the same families with today's",
             "small-model practice (BatchNorm or LayerNorm, dropout, label smoothing 0.1, random rotation/shift/zoom,",
             "AdamW with OneCycle, a batch size chosen for speed), hyperparameters picked on the valid split only.",
+            "`train.precision` in params.yaml says which train in bf16 (autocast; float32 weights and evaluation).",
             "",
             markdown_table(tuned),
             "",
