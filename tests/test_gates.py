@@ -3,13 +3,11 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import yaml
 
+from conftest import ROOT
 from mnistbench import gates
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def bench_run(naive_s=2e-3, sdpa_s=1e-3, notebook_s=0.4, preloaded_s=0.01, step_s=0.01, sgemm_s=0.01):
