@@ -35,11 +35,15 @@ def accuracy_failures(metrics_dir: Path, thresholds: dict[str, float]) -> tuple[
     return passes, failures
 
 
+class MissingBenchmark(LookupError):
+    """The benchmark JSON lacks a timing a ratio needs: a partial run, e.g. `pytest -k`."""
+
+
 def _find(bench: dict, group: str, impl: str) -> dict:
     for b in bench["benchmarks"]:
         if b.get("group") == group and b.get("extra_info", {}).get("impl") == impl:
             return b
-    raise KeyError(f"no benchmark {impl!r} in group {group!r}")
+    raise MissingBenchmark(f"no benchmark {impl!r} in group {group!r}")
 
 
 def _median(bench: dict, group: str, impl: str) -> float:
@@ -91,8 +95,8 @@ def main() -> None:
     else:
         try:
             passes, failures = speed_failures(json.loads(args.bench.read_text()), gates["speed"])
-        except KeyError as missing:  # a partial run, e.g. `pytest -k`: say which benchmark is absent
-            sys.exit(f"error: {args.bench}: {missing.args[0]}; expected a full `pytest tests/benchmarks --benchmark-json` run")
+        except MissingBenchmark as missing:
+            sys.exit(f"error: {args.bench}: {missing}; expected a full `pytest tests/benchmarks --benchmark-json` run")
     for line in passes:
         print(f"ok    {line}")
     for line in failures:
