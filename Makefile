@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: setup repro reproduce time-to-accuracy test bench ui
+.PHONY: setup repro reproduce time-to-accuracy test bench gpu-check ui
 
 $(BIN)/dvc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ bench: setup  ## kernel and training-step benchmarks on this machine -> reports/
 	mkdir -p reports/benchmarks
 	$(BIN)/pytest tests/benchmarks --benchmark-json=reports/benchmarks/$(BENCH_NAME).json
 	$(BIN)/python -m mnistbench.benchreport reports/benchmarks/*.json --out reports/benchmarks.md
+
+gpu-check: setup  ## on a machine with a CUDA GPU: its benchmarks and the default pipeline on it (a few minutes)
+	$(BIN)/python -m mnistbench.gpu_check
 
 ui: setup  ## browse and compare the runs, on this machine only
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from mnistbench import pipeline
+from mnistbench.reporting import write_report
 from mnistbench.cli import exit_on_error, params_of, stage_parser
 
 
@@ -14,7 +14,10 @@ def main() -> None:
     parser.add_argument("--writeup-logs", type=Path, default=Path("reference/writeup_logs.csv"))
     parser.add_argument("--time-to-accuracy", type=Path, default=None, help="the time_to_accuracy stage's JSON")
     args = parser.parse_args()
-    pipeline.report(params_of(args), args.reports, args.split_summary, args.writeup_logs, args.time_to_accuracy)
+    params = params_of(args)
+    out = write_report(params.model_names(), params.seeds.train, args.reports, args.split_summary, args.writeup_logs,
+                       args.time_to_accuracy)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
-from mnistbench import pipeline
+from mnistbench import data
 from mnistbench.cli import exit_on_error, params_of, stage_parser
+from mnistbench.files import write_json
 
 
 @exit_on_error
@@ -13,7 +14,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("data/processed"))
     parser.add_argument("--summary", type=Path, default=Path("reports/split.json"))
     args = parser.parse_args()
-    pipeline.split(params_of(args), args.raw, args.out, args.summary)
+    s = params_of(args).split
+    summary = data.make_splits(args.raw, args.out, s.train_size, s.valid_size, s.seed)
+    write_json(args.summary, summary)
+    counts = ", ".join(f"{k} {v['count']}" for k, v in summary["splits"].items())
+    print(f"split (seed {s.seed}): {counts}")
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ def test_augmentation_out_of_range_names_the_key():
 
 def test_unknown_precision_names_the_key_and_the_choices():
     raw = with_change("train", "precision", "fp16")
-    with pytest.raises(ParamsError, match=r"train\.precision: Input should be 'fp32' or 'bf16' \(found 'fp16'\)"):
+    with pytest.raises(ParamsError, match=r"train\.precision: Input should be 'auto', 'fp32' or 'bf16' \(found 'fp16'\)"):
         parse_params(raw)
 
 
@@ -115,3 +115,31 @@ def test_tuned_cnn_over_its_parameter_budget():
     params = parse_params(with_change("models.cnn_tuned", "stages", [[32], [64, 64], [128]]))
     with pytest.raises(ParamsError, match=r"models\.cnn_tuned\.max_params: the model has [\d,]+ parameters, over the budget of 50,000"):
         build_model("cnn_tuned", params)
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("pipeline", "models", ["mlp", "cnn", "mlp"], r"pipeline\.models: model name mlp listed more than once; "
+                                                  r"expected each model once \(found \['mlp', 'cnn', 'mlp'\]\)"),
+    ("seeds", "train", [0, 1, 0], r"seeds\.train: seed 0 listed more than once; expected distinct seeds"),
+])
+def test_repeated_runs_are_refused(section, key, value, message):
+    with pytest.raises(ParamsError, match=message):
+        parse_params(with_change(section, key, value))
+
+
+def test_a_batch_larger_than_the_training_set_is_refused():
+    raw = with_change("train", "limit_train_images", 2000)
+    raw["train"]["batch_size"] = 5000
+    with pytest.raises(ParamsError, match=r"train\.batch_size: 5000 is larger than the 2000 training images the run "
+                                          r"sees \(split\.train_size 48000, train\.limit_train_images 2000\)"):
+        parse_params(raw)
+    raw = with_change("models.vit_tuned.train", "batch_size", 50_000)  # the model's own override is named
+    with pytest.raises(ParamsError, match=r"models\.vit_tuned\.train\.batch_size: 50000 is larger than the 48000"):
+        parse_params(raw)
+
+
+def test_non_utf8_params_name_the_file_and_the_byte(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_bytes((ROOT / "params.yaml").read_bytes().replace(b"adam", b"ad\xe9m", 1))
+    with pytest.raises(ParamsError, match=r"params\.yaml: not UTF-8 text \(byte 0xe9 at offset \d+\)"):
+        load_params(path)

@@ -1,10 +1,14 @@
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
-from conftest import write_idx
+from conftest import ROOT, write_idx
 from mnistbench import data
 from mnistbench.data import DataError
 
@@ -88,13 +92,6 @@ def test_split_is_deterministic_disjoint_and_complete():
     assert sorted(a_train.tolist() + a_valid.tolist()) == list(range(1000))
 
 
-@pytest.fixture
-def no_mnist_dir_env(monkeypatch):
-    """MNIST_DIR overrides data.local_dir (and .ci/run sets it): these tests pass their own folder."""
-    monkeypatch.delenv("MNIST_DIR", raising=False)
-
-
-@pytest.mark.usefixtures("no_mnist_dir_env")
 def test_fetch_verifies_md5_and_leaves_nothing_behind(tmp_path, mnist_dir):
     local = tmp_path / "local"
     shutil.copytree(mnist_dir, local)
@@ -105,30 +102,28 @@ def test_fetch_verifies_md5_and_leaves_nothing_behind(tmp_path, mnist_dir):
     bad.write_bytes(bytes(blob))
     out = tmp_path / "raw"
     with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte.gz: checksum mismatch: expected MD5 ec29112d"):
-        data.fetch_raw(out, str(local))
+        data.fetch_raw(out, local)
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["local"]  # no temporary folder left either
 
 
-@pytest.mark.usefixtures("no_mnist_dir_env")
 def test_fetch_names_a_missing_file(tmp_path, mnist_dir):
     local = tmp_path / "local"
     shutil.copytree(mnist_dir, local)
     (local / "train-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz: file not found"):
-        data.fetch_raw(tmp_path / "raw", str(local))
+        data.fetch_raw(tmp_path / "raw", local)
     assert not (tmp_path / "raw").exists()
 
 
-@pytest.mark.usefixtures("no_mnist_dir_env")
 def test_fetch_names_a_missing_folder(tmp_path):
     with pytest.raises(DataError, match="nowhere: MNIST folder not found"):
-        data.fetch_raw(tmp_path / "raw", str(tmp_path / "nowhere"))
+        data.fetch_raw(tmp_path / "raw", tmp_path / "nowhere")
 
 
 def test_real_mnist_decodes_to_the_published_counts(tmp_path, mnist_dir):
     raw = tmp_path / "raw"
-    data.fetch_raw(raw, str(mnist_dir))
+    data.fetch_raw(raw, mnist_dir)
     summary = data.make_splits(raw, tmp_path / "processed", 48_000, 12_000, seed=1)
     s = summary["splits"]
     assert (s["train"]["count"], s["valid"]["count"], s["test"]["count"]) == (48_000, 12_000, 10_000)
@@ -141,8 +136,39 @@ def test_real_mnist_decodes_to_the_published_counts(tmp_path, mnist_dir):
     assert labels.dtype == torch.int64
 
 
-def test_mnist_dir_overrides_local_dir(tmp_path, mnist_dir, monkeypatch):
-    monkeypatch.setenv("MNIST_DIR", str(mnist_dir))
-    info = data.fetch_raw(tmp_path / "raw", str(tmp_path / "nowhere"))
-    assert info["source"] == str(mnist_dir)
+def test_mnist_dir_overrides_local_dir(tmp_path, mnist_dir):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"data": {"local_dir": str(tmp_path / "nowhere")}}))
+    stage = [sys.executable, str(ROOT / "stages" / "download.py"), "--out"]
+    env = {k: v for k, v in os.environ.items() if k != "MNIST_DIR"}
+    ran = subprocess.run(stage + ["raw"], cwd=tmp_path, env=env | {"MNIST_DIR": str(mnist_dir)},
+                         capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    assert f"MNIST from {mnist_dir}" in ran.stdout
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted(data.MD5)
+    ran = subprocess.run(stage + ["raw2"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert ran.returncode == 1 and "nowhere: MNIST folder not found (from data.local_dir)" in ran.stderr
+
+
+def test_empty_image_file_is_refused_at_the_split(tmp_path, mnist_dir):
+    raw = tmp_path / "raw"
+    data.fetch_raw(raw, mnist_dir)
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (raw / name).unlink()
+    write_idx(raw / "t10k-images-idx3-ubyte.gz", np.zeros((0, 28, 28)))
+    write_idx(raw / "t10k-labels-idx1-ubyte.gz", np.zeros((0,)))
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz: holds 0 images"):
+        data.make_splits(raw, tmp_path / "processed", 48_000, 12_000, seed=1)
+    assert not (tmp_path / "processed").exists()
+
+
+def test_a_class_missing_from_a_split_is_refused(tmp_path, images):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rng = np.random.default_rng(0)
+    write_idx(raw / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (600, 28, 28)))
+    write_idx(raw / "train-labels-idx1-ubyte.gz", np.arange(600) % 10)
+    write_idx(raw / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (20, 28, 28)))
+    write_idx(raw / "t10k-labels-idx1-ubyte.gz", np.arange(20) % 9)  # no 9 in the test set
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz: the test split has no examples of class 9"):
+        data.make_splits(raw, tmp_path / "processed", 500, 100, seed=1)
+    assert not (tmp_path / "processed").exists()

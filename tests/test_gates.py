@@ -52,3 +52,35 @@ def test_speed_gate_on_a_partial_run_names_the_missing_benchmark(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip() == (f"error: {path}: no benchmark 'naive' in group 'attention batch 32'; "
                                      "expected a full `pytest tests/benchmarks --benchmark-json` run")
+
+
+# Seed-0 test accuracies of the default pipeline on the two CPU kinds this project has run on (docs/hardware.md):
+# the same code, params and seed give different last digits across instruction sets (AVX-512 vs AVX2).
+MEASURED_SEED_0 = {"Intel Xeon, AVX-512": {"mlp": 0.9746, "cnn": 0.9878},
+                   "AMD EPYC, AVX2 only": {"mlp": 0.9762, "cnn": 0.9872}}
+MARGIN = 0.002  # each machine's number must clear its gate by at least 0.2 points
+
+
+def test_accuracy_gates_hold_on_both_machine_kinds_with_margin(tmp_path):
+    thresholds = yaml.safe_load((ROOT / "gates.yaml").read_text())["accuracy"]
+    for machine, accuracies in MEASURED_SEED_0.items():
+        folder = tmp_path / machine.replace(" ", "_").replace(",", "")
+        folder.mkdir()
+        for model, accuracy in accuracies.items():
+            (folder / f"{model}-0.json").write_text(json.dumps({"test_accuracy": accuracy}))
+            assert accuracy - thresholds[model] >= MARGIN, f"{machine}: {model} clears its gate by too little"
+        passes, failures = gates.accuracy_failures(folder, {m: thresholds[m] for m in accuracies})
+        assert not failures and len(passes) == len(accuracies)
+
+
+def test_claim_verdicts_hold_with_either_machines_seed_0():
+    """The write-up's accuracy claims are judged over five seeds; seed 0 from the other machine keeps the verdict."""
+    from mnistbench.claims import seed_verdict
+
+    claimed = {"mlp": 97.60, "cnn": 98.80}
+    for model, claim in claimed.items():
+        seeds = [100 * json.loads((ROOT / "reproduce" / "reports" / "metrics" / f"{model}-{s}.json").read_text())
+                 ["test_accuracy"] for s in range(5)]
+        for machine, accuracies in MEASURED_SEED_0.items():
+            verdict, evidence = seed_verdict(claim, [100 * accuracies[model]] + seeds[1:])
+            assert verdict == "reproduced", f"{machine}: {model} {evidence}"

@@ -12,24 +12,11 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import ROOT
+from mnistbench.gpu_check import copy_project
 
 pytestmark = pytest.mark.slow
 MODELS = ["mlp", "cnn", "vit", "mlp_tuned", "cnn_tuned", "vit_tuned"]
 LEARN_IN_ONE_EPOCH = ["mlp", "cnn", "vit"]  # the tuned recipes' warm-up and augmentation need more than 16 steps
-
-
-def copy_project(dest: Path) -> None:
-    """The files git would commit: tracked, plus untracked ones not ignored."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT, capture_output=True, check=True,
-    ).stdout.decode().split("\0")
-    for rel in filter(None, listed):
-        src = ROOT / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
 
 
 def run(cmd, cwd, env):
@@ -122,7 +109,36 @@ def test_one_mlflow_run_per_model_with_metrics(tiny_project):
 def test_nothing_to_do_on_a_second_repro(tiny_project):
     project, env = tiny_project
     status = run(["dvc", "status", "--json"], project, env)
-    assert status.returncode == 0 and json.loads(status.stdout) == {}
+    # download re-verifies its source on every repro ($MNIST_DIR is invisible to DVC); nothing else is stale
+    assert status.returncode == 0 and json.loads(status.stdout) == {"download": ["always changed"]}
+
+
+def test_mnist_dir_is_verified_again_and_unchanged_bytes_keep_the_rest(tiny_project, tmp_path):
+    project, env = tiny_project
+    copy = tmp_path / "mnist-copy"
+    shutil.copytree(env["MNIST_DIR"], copy)
+    again = run(["dvc", "repro"], project, env | {"MNIST_DIR": str(copy)})
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"MNIST from {copy}" in again.stdout and "Running stage 'split'" not in again.stdout
+    (copy / "t10k-labels-idx1-ubyte.gz").chmod(0o644)
+    (copy / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not the labels")
+    bad = run(["dvc", "repro"], project, env | {"MNIST_DIR": str(copy)})
+    assert bad.returncode != 0 and "t10k-labels-idx1-ubyte.gz: checksum mismatch" in bad.stderr
+    assert run(["dvc", "repro"], project, env).returncode == 0  # back to the good source: data/raw restored
+
+
+def test_a_changed_module_makes_the_stages_that_import_it_stale(tiny_project):
+    project, env = tiny_project
+    augment = project / "src" / "mnistbench" / "augment.py"
+    original = augment.read_text()
+    augment.write_text(original + "\n# changed\n")
+    try:
+        status = json.loads(run(["dvc", "status", "--json"], project, env).stdout)
+    finally:
+        augment.write_text(original)
+    stale = {stage for stage, changes in status.items()
+             if any("src/mnistbench/augment.py" in str(c) for c in changes)}
+    assert {f"train@{m}-0" for m in MODELS} <= stale and "split" not in stale and "report" not in stale
 
 
 def test_reproduction_pipeline_writes_claims_with_seed_intervals(tiny_project):

@@ -2,6 +2,7 @@
 
 import csv
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -58,7 +59,8 @@ def test_sigkill_mid_epoch_then_rerun_resumes_to_identical_results(tmp_path, env
     processed = fake_processed(tmp_path / "processed")
     params = tiny_params(tmp_path / "params.yaml")
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    subprocess.run(train_cmd(straight, processed, params), env=env, check=True, capture_output=True)
+    subprocess.run(train_cmd(straight, processed, params), check=True, capture_output=True,
+                   env=env | {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'straight.db'}"})
 
     proc = subprocess.Popen(train_cmd(killed, processed, params), env=env, stderr=subprocess.PIPE, text=True)
     checkpoint = killed / "checkpoints" / "cnn-0.ckpt"
@@ -81,6 +83,111 @@ def test_sigkill_mid_epoch_then_rerun_resumes_to_identical_results(tmp_path, env
     strip = lambda f: [{k: v for k, v in r.items() if k != "epoch_seconds"}  # noqa: E731
                        for r in csv.DictReader(open(f))]
     assert strip(killed / "reports" / "history" / "cnn-0.csv") == strip(straight / "reports" / "history" / "cnn-0.csv")
+    # One training is one MLflow run, across the kill: continued, whole, no step twice, not left RUNNING.
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs([client.get_experiment_by_name("mnistbench").experiment_id])
+    assert [(r.info.run_name, r.info.status) for r in runs] == [("cnn-0", "FINISHED")]
+    for metric in ("train_loss", "valid_accuracy"):
+        assert [m.step for m in client.get_metric_history(runs[0].info.run_id, metric)] == [1, 2, 3]
+    assert len(client.get_metric_history(runs[0].info.run_id, "parameters")) == 1
+
+
+def test_a_killed_run_that_is_not_resumed_is_marked_killed(tmp_path, env):
+    processed = fake_processed(tmp_path / "processed", n_train=1000, n_valid=200)
+    params = tiny_params(tmp_path / "params.yaml", epochs=50)
+    proc = subprocess.Popen(train_cmd(tmp_path, processed, params), env=env, stderr=subprocess.DEVNULL)
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "checkpoints" / "cnn-0.ckpt").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (tmp_path / "checkpoints" / "cnn-0.ckpt").unlink()  # its checkpoint gone: the rerun starts a new run
+    tiny_params(params, epochs=1)
+    subprocess.run(train_cmd(tmp_path, processed, params), env=env, check=True, capture_output=True)
+    runs = client.search_runs([client.get_experiment_by_name("mnistbench").experiment_id], order_by=["start_time"])
+    assert [r.info.status for r in runs] == ["KILLED", "FINISHED"]
+
+
+def test_a_diverging_training_fails_its_stage_and_its_run_and_writes_nothing(tmp_path, env):
+    processed = fake_processed(tmp_path / "processed", n_train=512, n_valid=64)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"].update(epochs=2, optimizer="sgd", lr=1.0e10)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run(train_cmd(tmp_path, processed, tmp_path / "params.yaml", model="mlp"), env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "error: mlp-0: the training loss is not finite (nan) at epoch 1, step" in result.stderr
+    assert "lower the learning rate" in result.stderr
+    assert not (tmp_path / "models").exists() and not (tmp_path / "reports").exists()
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    [run] = client.search_runs([client.get_experiment_by_name("mnistbench").experiment_id])
+    assert run.info.status == "FAILED"
+
+
+def test_an_unreachable_tracking_server_fails_in_seconds(tmp_path):
+    processed = fake_processed(tmp_path / "processed", n_train=64, n_valid=64)
+    params = tiny_params(tmp_path / "params.yaml", epochs=1)
+    # MLflow's own retries take minutes against a silent server; the probe answers in seconds. The timeout
+    # is a bound on a hang, not a measurement.
+    result = subprocess.run(train_cmd(tmp_path, processed, params, model="mlp"), capture_output=True, text=True,
+                            env={**os.environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}, timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "error: MLflow tracking store http://127.0.0.1:9 cannot be reached" in result.stderr
+    assert not (tmp_path / "models").exists()
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+@pytest.mark.parametrize("what", ["model", "checkpoint"])
+def test_a_tampered_file_is_refused_without_unsafe_advice(tmp_path, env, what):
+    processed = fake_processed(tmp_path / "processed", n_train=64, n_valid=64)
+    params = tiny_params(tmp_path / "params.yaml", epochs=1)
+    if what == "model":
+        (tmp_path / "models").mkdir()
+        torch.save({"weight": Payload()}, tmp_path / "models" / "cnn-0.pt")
+        cmd = [sys.executable, str(ROOT / "stages" / "evaluate.py"), "cnn", "--seed", "0", "--data", str(processed),
+               "--params", str(params), "--models-dir", str(tmp_path / "models"), "--reports", str(tmp_path / "reports")]
+    else:
+        (tmp_path / "checkpoints").mkdir()
+        torch.save({"fingerprint": Payload()}, tmp_path / "checkpoints" / "cnn-0.ckpt")
+        cmd = train_cmd(tmp_path, processed, params)
+    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "not a plain tensor file; refusing to load it" in result.stderr and "delete it and rerun" in result.stderr
+    assert "weights_only" not in result.stderr and not (tmp_path / "pwned").exists()
+
+
+def test_evaluate_writes_its_files_and_its_mlflow_metrics_together(tmp_path, env):
+    processed = fake_processed(tmp_path / "processed", n_train=256, n_valid=64)
+    params = tiny_params(tmp_path / "params.yaml", epochs=1)
+    subprocess.run(train_cmd(tmp_path, processed, params, model="mlp"), env=env, check=True, capture_output=True)
+    evaluate = [sys.executable, str(ROOT / "stages" / "evaluate.py"), "mlp", "--seed", "0", "--data", str(processed),
+                "--params", str(params), "--models-dir", str(tmp_path / "models"), "--reports", str(tmp_path / "reports")]
+    (tmp_path / "reports" / "predictions").write_text("")  # a file where a folder must go: writing fails
+    result = subprocess.run(evaluate, env=env, capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    [run] = client.search_runs([client.get_experiment_by_name("mnistbench").experiment_id])
+    assert "test_accuracy" not in run.data.metrics and not (tmp_path / "reports" / "metrics" / "mlp-0.json").exists()
+    (tmp_path / "reports" / "predictions").unlink()
+    result = subprocess.run(evaluate, env=env | {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1 and not (tmp_path / "reports" / "metrics" / "mlp-0.json").exists()
+    subprocess.run(evaluate, env=env, check=True, capture_output=True)
+    written = json.loads((tmp_path / "reports" / "metrics" / "mlp-0.json").read_text())
+    assert client.get_run(run.info.run_id).data.metrics["test_accuracy"] == written["test_accuracy"]
+
+
+def test_non_utf8_params_stop_a_stage_without_a_traceback(tmp_path):
+    (tmp_path / "params.yaml").write_bytes(b"train:\n  optimizer: ad\xe9m\n")
+    result = subprocess.run([sys.executable, str(ROOT / "stages" / "download.py"), "--out", str(tmp_path / "raw")],
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "params.yaml: not UTF-8 text (byte 0xe9 at offset 22)" in result.stderr
 
 
 def test_three_concurrent_trainings_share_one_sqlite_store(tmp_path, env):

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from conftest import ROOT
 from mnistbench import environment, training
 from mnistbench.config import load_params
+from mnistbench.errors import MnistbenchError
 from mnistbench.models import build_model
 
 
@@ -120,3 +121,55 @@ def test_precision_sets_the_dtype_of_training_forwards_but_not_of_evaluation(par
     training.train(model, tp, fake_set(64, 2), fake_set(32, 3), torch.device("cpu"), 0)
     assert {d for is_training, d in seen if is_training} == {dtype}
     assert {d for is_training, d in seen if not is_training} == {torch.float32}
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_follows_what_the_hardware_reports(params, monkeypatch, native):
+    """`auto` is bf16 exactly where the device runs it natively; the choice is what trains and what is recorded."""
+    monkeypatch.setattr(environment, "native_bf16", lambda device: native)
+    assert environment.resolve_precision("auto", torch.device("cpu")) == ("bf16" if native else "fp32")
+    assert environment.resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    tp = params.train_for("cnn_tuned").model_copy(update={"epochs": 1, "warmup_epochs": 0.5, "limit_train_images": 64})
+    assert tp.precision == "auto"  # the committed recipe leaves the choice to the hardware
+    environment.make_deterministic(0, tp.threads)
+    model = build_model("cnn_tuned", params)
+    seen = []
+    model.register_forward_hook(lambda module, args, out: seen.append(out.dtype) if module.training else None)
+    result = training.train(model, tp, fake_set(64, 2), fake_set(32, 3), torch.device("cpu"), 0)
+    assert result.precision == ("bf16" if native else "fp32")
+    assert set(seen) == {torch.bfloat16 if native else torch.float32}
+
+
+def test_explicit_bf16_without_native_support_runs_and_warns_once(monkeypatch, capsys):
+    monkeypatch.setattr(environment, "_warned", set())
+    for _ in range(3):
+        assert environment.resolve_precision("bf16", torch.device("cpu"), native=False) == "bf16"
+    err = capsys.readouterr().err
+    assert err.count("warning: train.precision bf16") == 1 and "410 ms in bf16 against 40 ms in fp32" in err
+    assert environment.resolve_precision("bf16", torch.device("cpu"), native=True) == "bf16"
+    assert capsys.readouterr().err == ""
+
+
+def test_native_bf16_reads_the_cpu_flags_when_torch_cannot_say(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", None, raising=False)
+    monkeypatch.setattr(environment, "cpu_flags", lambda: {"avx2", "fma"})  # the AVX2-only AMD EPYC's kind
+    assert environment.native_bf16(torch.device("cpu")) is False
+    monkeypatch.setattr(environment, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    assert environment.native_bf16(torch.device("cpu")) is True
+
+
+def test_machine_description_has_what_a_timing_needs():
+    info = environment.describe(torch.device("cpu"))
+    assert info["cpu_capability"] in ("DEFAULT", "AVX2", "AVX512", "ZVECTOR", "VSX", "SVE256", "NEON")
+    assert isinstance(info["cpu_native_bf16"], bool) and info["sgemm_gflops"] > 0
+    assert info["threads"] == torch.get_num_threads() and info["gpu"] == "none"
+
+
+@pytest.mark.parametrize("lr", [1e10, float("inf")])
+def test_a_diverging_run_stops_with_the_epoch_step_and_a_hint(params, lr):
+    tp = params.train_for("mlp").model_copy(update={"epochs": 2, "optimizer": "sgd", "lr": lr})
+    environment.make_deterministic(0, tp.threads)
+    with pytest.raises(MnistbenchError, match=r"mlp-0: the training loss is not finite \((nan|inf)\) at epoch 1, "
+                                              r"step \d+; the run diverged: lower the learning rate"):
+        training.train(build_model("mlp", params), tp, fake_set(256, 2), fake_set(64, 3), torch.device("cpu"), 0,
+                       name="mlp-0")

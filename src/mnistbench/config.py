@@ -32,7 +32,7 @@ class Section(BaseModel):
 
 class DataParams(Section):
     # A folder holding the four .gz files; None downloads them from the public mirrors.
-    # The environment variable MNIST_DIR overrides it (see data.resolve_source).
+    # The environment variable MNIST_DIR overrides it (see stages/download.py).
     local_dir: str | None = "../shared/mnist"
 
 
@@ -74,10 +74,11 @@ class TrainParams(Section):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     augment: AugmentParams = AugmentParams()
     # bf16: forward and loss under torch.autocast (bfloat16 matmuls and convolutions, float32 weights,
-    # optimizer and evaluation); about 2x faster steps on a CPU with AVX512-BF16. fp32: the write-up's.
-    precision: Literal["fp32", "bf16"] = "fp32"
+    # optimizer and evaluation); about 2x faster steps where the device runs bf16 natively, 10x slower where
+    # it is emulated. auto: bf16 where native (environment.native_bf16), else fp32. fp32: the write-up's.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     threads: PositiveInt | None = None  # None: one per CPU core
-    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    device: Literal["cpu", "cuda", "auto"] = "auto"  # auto: CUDA when torch sees a GPU
     # A small profile for tests and smoke runs: train on the first N images of the train split.
     limit_train_images: PositiveInt | None = None
 
@@ -159,13 +160,26 @@ class PipelineParams(Section):
         for name in models:
             if name not in ModelsParams.model_fields:
                 raise ValueError(_unknown("model name", name, list(ModelsParams.model_fields)))
-        return models
+        return _no_repeats(models, "model name", "each model once")
 
 
 class SeedsParams(Section):
     # Each model is trained once per seed (DVC stages train@<model>-<seed>). `make seeds` runs
     # five; DVC skips the seeds it has already trained.
     train: list[int] = Field(default_factory=lambda: [0], min_length=1)
+
+    @field_validator("train")
+    @classmethod
+    def _distinct(cls, seeds: list[int]) -> list[int]:
+        # A repeated seed is the same run twice: it would count twice in a mean and fake a tight interval.
+        return _no_repeats(seeds, "seed", "distinct seeds")
+
+
+def _no_repeats(values: list, what: str, expected: str) -> list:
+    repeated = sorted({v for v in values if values.count(v) > 1}, key=values.index)
+    if repeated:
+        raise ValueError(f"{what} {', '.join(map(str, repeated))} listed more than once; expected {expected}")
+    return values
 
 
 class MlflowParams(Section):
@@ -269,19 +283,38 @@ def parse_params(raw: dict, source: str = "params.yaml") -> Params:
         raise ParamsError(f"{source}: invalid parameters\n{_describe(err)}") from None
     try:  # check every recipe's overrides now, not when its stage runs
         for name in ModelsParams.model_fields:
-            params.train_for(name)
+            _batch_fits(params, params.train_for(name), [f"models.{name}.train"])
         for name in params.time_to_accuracy.models:
-            params.time_to_accuracy_recipe(name)
+            _batch_fits(params, params.time_to_accuracy_recipe(name),
+                        [f"time_to_accuracy.models.{name}.train", f"models.{name}.train"])
     except ParamsError as err:
         raise ParamsError(f"{source}: invalid parameters\n{err}") from None
     return params
+
+
+def _batch_fits(params: Params, tp: TrainParams, overrides: list[str]) -> None:
+    """A batch larger than the training set is one partial step per epoch: not the experiment anyone meant.
+    `overrides`: the sections that may set the batch size, most specific first; the message names the one that did."""
+    images = min(params.split.train_size, tp.limit_train_images or params.split.train_size)
+    if tp.batch_size <= images:
+        return
+    found = {f"models.{n}.train": getattr(params.models, n).train for n in ModelsParams.model_fields}
+    found |= {f"time_to_accuracy.models.{n}.train": t.train for n, t in params.time_to_accuracy.models.items()}
+    key = next((f"{o}.batch_size" for o in overrides if "batch_size" in found.get(o, {})), "train.batch_size")
+    seen = f"split.train_size {params.split.train_size}" + (
+        f", train.limit_train_images {tp.limit_train_images}" if tp.limit_train_images else "")
+    raise ParamsError(f"{key}: {tp.batch_size} is larger than the {images} training images the run sees ({seen}); "
+                      f"expected at most {images} (found {tp.batch_size})")
 
 
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ParamsError(f"{path}: file not found; expected the pipeline's parameters in YAML")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ParamsError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
+                          "expected the pipeline's parameters in UTF-8 YAML") from None
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
     if raw is not None and not isinstance(raw, dict):

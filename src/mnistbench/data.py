@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import shutil
 import urllib.request
 import zlib
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 from mnistbench.errors import MnistbenchError
-from mnistbench.files import atomic_dir
+from mnistbench.files import atomic_dir, load_tensors
 
 MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -40,12 +39,6 @@ class DataError(MnistbenchError):
 
 
 # --- fetching ----------------------------------------------------------------------------
-
-
-def resolve_source(local_dir: str | None) -> Path | None:
-    """Where to copy the files from: $MNIST_DIR, else params' data.local_dir; None means download."""
-    chosen = os.environ.get("MNIST_DIR") or local_dir
-    return Path(chosen).expanduser() if chosen else None
 
 
 def md5sum(path: Path) -> str:
@@ -71,12 +64,12 @@ def _download(name: str, dest: Path) -> None:
     )
 
 
-def fetch_raw(out_dir: str | Path, local_dir: str | None) -> dict:
-    """Copy (or download) the four files into out_dir and verify their MD5s; all or nothing."""
-    source = resolve_source(local_dir)
+def fetch_raw(out_dir: str | Path, source: Path | None, origin: str = "data.local_dir") -> dict:
+    """Copy the four files from the folder `source` (named by `origin`), or download them when it is None,
+    into out_dir, and verify their MD5s; all or nothing."""
     if source is not None and not source.is_dir():
         raise DataError(
-            f"{source}: MNIST folder not found (from {'MNIST_DIR' if os.environ.get('MNIST_DIR') else 'data.local_dir'}); "
+            f"{source}: MNIST folder not found (from {origin}); "
             "expected a folder with the four IDX .gz files, or data.local_dir: null to download"
         )
     with atomic_dir(out_dir) as tmp:
@@ -131,6 +124,8 @@ def read_idx(path: str | Path, ndim: int) -> np.ndarray:
 def read_images_and_labels(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     images = read_idx(images_path, ndim=3)
     labels = read_idx(labels_path, ndim=1)
+    if len(images) == 0:
+        raise DataError(f"{images_path}: holds 0 images; expected a non-empty MNIST image file")
     if images.shape[1:] != IMAGE_SIZE:
         raise DataError(f"{images_path}: wrong image dimensions: expected 28x28, found {images.shape[1]}x{images.shape[2]}")
     if len(images) != len(labels):
@@ -175,6 +170,12 @@ def make_splits(raw_dir: str | Path, out_dir: str | Path, train_size: int, valid
         "valid": (train_x[valid_idx], train_y[valid_idx]),
         "test": (test_x, test_y),
     }
+    sources = {"train": raw_dir / "train-labels-idx1-ubyte.gz", "test": raw_dir / "t10k-labels-idx1-ubyte.gz"}
+    for name, (_, y) in splits.items():
+        missing = [c for c, count in enumerate(class_histogram(y)) if count == 0]
+        if missing:
+            raise DataError(f"{sources.get(name, sources['train'])}: the {name} split has no examples of class "
+                            f"{', '.join(map(str, missing))}; expected every digit 0-9 in every split")
     summary = {"seed": seed, "splits": {}}
     with atomic_dir(out_dir) as tmp:
         for name, (x, y) in splits.items():
@@ -193,11 +194,12 @@ def load_split(processed_dir: str | Path, name: str) -> tuple[torch.Tensor, torc
     path = Path(processed_dir) / f"{name}.pt"
     if not path.is_file():
         raise DataError(f"{path}: file not found; run the split stage first (dvc repro split)")
-    try:
-        blob = torch.load(path, weights_only=True)
-        return blob["images"], blob["labels"]
-    except Exception as err:  # a torn or foreign file: say which one
-        raise DataError(f"{path}: not a split file written by the split stage ({err})") from None
+    blob = load_tensors(path, "split file")
+    if not (isinstance(blob, dict) and isinstance(blob.get("images"), torch.Tensor)
+            and isinstance(blob.get("labels"), torch.Tensor)):
+        raise DataError(f"{path}: not a split file written by the split stage (expected images and labels tensors); "
+                        "rerun the split stage (dvc repro split)")
+    return blob["images"], blob["labels"]
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

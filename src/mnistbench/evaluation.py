@@ -9,6 +9,7 @@ from torch import nn
 
 from mnistbench.data import NUM_CLASSES
 from mnistbench.errors import MnistbenchError
+from mnistbench.files import load_tensors
 from mnistbench.training import score
 
 
@@ -17,10 +18,7 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     path = Path(path)
     if not path.is_file():
         raise MnistbenchError(f"{path}: model file not found; run its train stage first")
-    try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as err:
-        raise MnistbenchError(f"{path}: not a readable state_dict ({err})") from None
+    state = load_tensors(path, "model file")
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as err:

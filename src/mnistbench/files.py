@@ -1,17 +1,24 @@
-"""Writing outputs so that a failed or killed stage never leaves half a file behind.
+"""Reading and writing the project's files safely.
 
-Everything is written to a temporary name beside its destination and renamed into
-place at the end; a rename within one folder is atomic on POSIX.
+Outputs are written to a temporary name beside their destination and renamed into place at the
+end (a rename within one folder is atomic on POSIX), so a failed or killed stage never leaves half
+a file behind. JSON is strict (no bare NaN), and tensor files are loaded with `weights_only=True`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import pickle
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
+
+import torch
+
+from mnistbench.errors import MnistbenchError
 
 
 @contextmanager
@@ -46,12 +53,49 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def _non_finite(obj, key: str = "") -> str | None:
+    """The key of the first NaN or infinity in obj, or None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return key or "(top level)"
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for k, v in items:
+        found = _non_finite(v, f"{key}.{k}" if key else str(k))
+        if found:
+            return found
+    return None
+
+
+def json_text(path: str | Path, obj) -> str:
+    """obj as strict JSON; a NaN or infinity is an error naming the file and the key, never a bare NaN."""
+    bad = _non_finite(obj)
+    if bad:
+        raise MnistbenchError(f"{path}: refusing to write a non-finite number at key {bad!r}; expected finite metrics")
+    return json.dumps(obj, indent=2, sort_keys=False) + "\n"
+
+
 def write_json(path: str | Path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    write_text(path, json_text(path, obj))
 
 
 def read_json(path: str | Path):
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
-    return json.loads(path.read_text())
+        raise MnistbenchError(f"{path}: file not found; run the stage that writes it first (dvc repro)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise MnistbenchError(f"{path}: not valid JSON ({err}); delete it and rerun the stage that writes it") from None
+
+
+def load_tensors(path: str | Path, what: str) -> Any:
+    """torch.load with weights_only=True, onto the CPU. A file that needs more than plain tensors to load (a
+    pickle with code in it) is refused, and the message says why without suggesting to lift the guard."""
+    path = Path(path)
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError:
+        raise MnistbenchError(f"{path}: not a plain tensor file; refusing to load it as a {what} (it may have been "
+                              "tampered with); delete it and rerun the stage that writes it") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise MnistbenchError(f"{path}: unreadable {what} ({first}); delete it and rerun the stage that writes it") from None

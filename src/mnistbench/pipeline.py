@@ -1,4 +1,4 @@
-"""What each DVC stage does, one function per stage; the scripts in stages/ only parse paths."""
+"""What the train, evaluate and time_to_accuracy stages do; the scripts in stages/ only parse paths."""
 
 from __future__ import annotations
 
@@ -10,21 +10,8 @@ import torch
 
 from mnistbench import data, environment, evaluation, time_to_accuracy as tta, tracking, training
 from mnistbench.config import Params, run_name
-from mnistbench.files import atomic_path, read_json, write_json, write_text
+from mnistbench.files import atomic_path, json_text, read_json, write_json, write_text
 from mnistbench.models import build_model, count_parameters
-
-
-def download(params: Params, raw_dir: Path) -> None:
-    info = data.fetch_raw(raw_dir, params.data.local_dir)
-    print(f"MNIST from {info['source']}: 4 files, MD5s verified, in {raw_dir}")
-
-
-def split(params: Params, raw_dir: Path, processed_dir: Path, summary_out: Path) -> None:
-    s = params.split
-    summary = data.make_splits(raw_dir, processed_dir, s.train_size, s.valid_size, s.seed)
-    write_json(summary_out, summary)
-    counts = ", ".join(f"{k} {v['count']}" for k, v in summary["splits"].items())
-    print(f"split (seed {s.seed}): {counts}")
 
 
 def _csv(rows: list[dict]) -> str:
@@ -41,6 +28,7 @@ def train(params: Params, name: str, seed: int, processed_dir: Path, models_dir:
     run = run_name(name, seed)
     environment.make_deterministic(seed, tp.threads)
     device = environment.resolve_device(tp.device)
+    precision = environment.resolve_precision(tp.precision, device)
     model = build_model(name, params)  # after seeding: the initial weights are reproducible
     section = params.model_section(name).model_dump(exclude={"train"})
     train_set = data.load_split(processed_dir, "train")
@@ -48,44 +36,52 @@ def train(params: Params, name: str, seed: int, processed_dir: Path, models_dir:
 
     env = environment.describe(device)
     run_params = {"model": name, "seed": seed, "split": params.split.model_dump(), "train": tp.model_dump(),
-                  "arch": section}
+                  "arch": section, "precision": precision}
     tags = {f"env.{k}": str(v) for k, v in env.items()} | {"mlflow.source.git.commit": env["git_commit"]}
     checkpoint = training.Checkpoint(checkpoints / f"{run}.ckpt", training.fingerprint(run_params))
+    saved = checkpoint.load()  # a killed training continues its MLflow run, as it continues its epochs
+    resume = saved["meta"].get("mlflow_run_id") if saved and saved["epoch"] < tp.epochs else None
 
-    with tracking.start_run(params.mlflow.experiment, run, run_params, tags) as active:
-        tracking.log_metrics({"parameters": count_parameters(model)})
-        result = training.train(
-            model, tp, train_set, valid_set, device, seed, checkpoint,
-            on_epoch=lambda record: tracking.log_metrics(record, step=record["epoch"]),
-            name=run,
-        )
+    # Inside the run: any failure, writing the outputs included, marks it FAILED.
+    with tracking.start_run(params.mlflow.experiment, run, run_params, tags, resume=resume) as active:
+        run_id = active.info.run_id
+        checkpoint.meta = {"mlflow_run_id": run_id}
+        logged = tracking.logged_steps(run_id, "valid_accuracy")
+        if not logged:
+            tracking.log_metrics({"parameters": count_parameters(model)})
+
+        def on_epoch(record: dict) -> None:
+            if record["epoch"] not in logged:  # a resumed run logged its first epochs before the kill
+                tracking.log_metrics(record, step=record["epoch"])
+
+        result = training.train(model, tp, train_set, valid_set, device, seed, checkpoint, on_epoch=on_epoch, name=run)
         tracking.log_metrics({"train_seconds": result.train_seconds, "images_per_second": result.images_per_second})
         tracking.log_model(model, data.to_float(valid_set[0][:4]))
-        run_id = active.info.run_id
 
-    with atomic_path(models_dir / f"{run}.pt") as tmp:
-        torch.save(model.state_dict(), tmp)
-    write_text(reports / "history" / f"{run}.csv", _csv(result.history))
-    best = max(result.history, key=lambda r: r["valid_accuracy"])
-    write_json(reports / "train" / f"{run}.json", {
-        "model": name,
-        "seed": seed,
-        "mlflow_run_id": run_id,
-        "mlflow_experiment": params.mlflow.experiment,
-        "parameters": count_parameters(model),
-        "epochs": tp.epochs,
-        "batch_size": tp.batch_size,
-        "optimizer": tp.optimizer,
-        "lr": tp.lr,
-        "schedule": tp.schedule,
-        "train_images": len(train_set[1]) if not tp.limit_train_images else min(tp.limit_train_images, len(train_set[1])),
-        "best_valid_accuracy": best["valid_accuracy"],
-        "best_valid_epoch": best["epoch"],
-        "train_seconds": result.train_seconds,
-        "wall_seconds": result.wall_seconds,
-        "images_per_second": result.images_per_second,
-        "environment": env,
-    })
+        with atomic_path(models_dir / f"{run}.pt") as tmp:
+            torch.save(model.state_dict(), tmp)
+        write_text(reports / "history" / f"{run}.csv", _csv(result.history))
+        best = max(result.history, key=lambda r: r["valid_accuracy"])
+        write_json(reports / "train" / f"{run}.json", {
+            "model": name,
+            "seed": seed,
+            "mlflow_run_id": run_id,
+            "mlflow_experiment": params.mlflow.experiment,
+            "parameters": count_parameters(model),
+            "epochs": tp.epochs,
+            "batch_size": tp.batch_size,
+            "optimizer": tp.optimizer,
+            "lr": tp.lr,
+            "schedule": tp.schedule,
+            "precision": result.precision,
+            "train_images": len(train_set[1]) if not tp.limit_train_images else min(tp.limit_train_images, len(train_set[1])),
+            "best_valid_accuracy": best["valid_accuracy"],
+            "best_valid_epoch": best["epoch"],
+            "train_seconds": result.train_seconds,
+            "wall_seconds": result.wall_seconds,
+            "images_per_second": result.images_per_second,
+            "environment": env,
+        })
 
 
 def evaluate(params: Params, name: str, seed: int, processed_dir: Path, models_dir: Path, reports: Path) -> None:
@@ -98,13 +94,16 @@ def evaluate(params: Params, name: str, seed: int, processed_dir: Path, models_d
     metrics, predictions = evaluation.test_metrics(model, images, labels, tp.batch_size, device)
     metrics = {"model": name, "seed": seed, **metrics}
     trained = read_json(reports / "train" / f"{run}.json")
-    tracking.log_test_metrics(
-        params.mlflow.experiment, trained["mlflow_run_id"],
-        {k: metrics[k] for k in ("test_accuracy", "test_loss", "test_loss_writeup")},
-    )
-    write_json(reports / "metrics" / f"{run}.json", metrics)
     rows = [{"actual": a, "predicted": p} for a, p in zip(labels.tolist(), predictions.tolist())]
-    write_text(reports / "predictions" / f"{run}.csv", _csv(rows))  # for `dvc plots show`'s confusion template
+    metrics_path, predictions_path = reports / "metrics" / f"{run}.json", reports / "predictions" / f"{run}.csv"
+    # Both or neither: the files are renamed into place only after MLflow took the same numbers.
+    with atomic_path(metrics_path) as metrics_tmp, atomic_path(predictions_path) as predictions_tmp:
+        metrics_tmp.write_text(json_text(metrics_path, metrics))
+        predictions_tmp.write_text(_csv(rows))  # for `dvc plots show`'s confusion template
+        tracking.log_test_metrics(
+            params.mlflow.experiment, trained["mlflow_run_id"],
+            {k: metrics[k] for k in ("test_accuracy", "test_loss", "test_loss_writeup")},
+        )
     print(f"{run}: test accuracy {metrics['test_accuracy']:.4f} ({metrics['test_correct']}/{metrics['test_count']}), "
           f"loss {metrics['test_loss']:.4f}")
 
@@ -122,21 +121,3 @@ def time_to_accuracy(params: Params, processed_dir: Path, out: Path) -> None:
         print(f"{name}: {r['threshold']:.1%} valid {verdict} after {r['epochs']} epoch(s) in {r['seconds']:.1f} s "
               f"(goal {r['goal_seconds']:.0f} s); test accuracy {r['test_accuracy']:.2%}")
     write_json(out, results)
-
-
-def report(params: Params, reports_dir: Path, split_summary: Path, writeup_logs: Path,
-           time_to_accuracy: Path | None = None) -> None:
-    from mnistbench.reporting import write_report  # matplotlib is slow to import; only this stage needs it
-
-    out = write_report(params.model_names(), params.seeds.train, reports_dir, split_summary, writeup_logs,
-                       time_to_accuracy)
-    print(f"wrote {out}")
-
-
-def claims(params: Params, reports_dir: Path, split_summary: Path, processed_dir: Path, writeup_logs: Path,
-           protocol_search: Path, out: Path) -> None:
-    from mnistbench.claims import write_claims
-
-    write_claims(params.model_names(), params.seeds.train, reports_dir, split_summary, processed_dir, writeup_logs,
-                 protocol_search, out)
-    print(f"wrote {out}")

@@ -27,7 +27,7 @@ VIT_DIFFERENCES = [
 ]
 
 
-# Issue 4's goals for the tuned variants: test accuracy, mean over 5 seeds.
+# The tuned variants' goals: test accuracy, mean over 5 seeds.
 TUNED_TARGETS = {"mlp_tuned": 98.5, "cnn_tuned": 99.5, "vit_tuned": 99.0}
 
 # Published points, for context only: other splits (all 60,000 training images), other budgets,
@@ -136,6 +136,16 @@ def plot_seeds(runs: pd.DataFrame, claimed: dict[str, float], path: Path) -> Non
     _save(fig, path)
 
 
+def machine_summary(env) -> str:
+    """One line that tells two machines apart: the device, what its kernels can use, threads, a matmul's speed."""
+    device = env.get("device", "cpu")
+    bf16 = "native bf16" if env.get("device_native_bf16") else "no native bf16"
+    capability = env.get("cpu_capability", "?") if device == "cpu" else device
+    sgemm = env.get("sgemm_gflops")
+    return (f"{env.get('device_name', '?')} ({capability}, {bf16}), {env.get('threads', '?')} threads"
+            + (f", sgemm {sgemm:,.0f} GFLOP/s" if isinstance(sgemm, (int, float)) and sgemm == sgemm else ""))
+
+
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:,.2f}" if abs(v) >= 1 else f"{v:.4f}"
@@ -181,8 +191,8 @@ def comparison_rows(runs: pd.DataFrame, time_to_accuracy: dict) -> list[dict]:
             "train images": int(first["train_images"]),
             "train time (s)": float(first["train_seconds"]),
             "throughput (images/s)": float(first["images_per_second"]),
-            "device": f"{first['device']} ({first['device_name']})",
-            "threads": int(first["threads"]),
+            "precision": first.get("precision", "fp32"),
+            "machine": machine_summary(first),
         })
     return rows
 
@@ -220,7 +230,7 @@ def time_to_accuracy_section(results: dict) -> list[str]:
     def recipe(r: dict) -> str:
         tp, aug = r["recipe"], r["recipe"]["augment"]
         augmented = any(aug.values())
-        return (f"batch {tp['batch_size']}, {tp['precision']}, {tp['optimizer']} lr {tp['lr']}, {tp['schedule']} schedule, "
+        return (f"batch {tp['batch_size']}, {r.get('precision', tp['precision'])}, {tp['optimizer']} lr {tp['lr']}, {tp['schedule']} schedule, "
                 f"label smoothing {tp['label_smoothing']}, augmentation {'on' if augmented else 'off'}, seed {r['seed']}")
 
     recipes = [f"- `{name}`: {r['epochs']} of {r['max_epochs']} epochs, {recipe(r)}" for name, r in results.items()]
@@ -235,7 +245,7 @@ def time_to_accuracy_section(results: dict) -> list[str]:
         markdown_table(rows),
         "",
         *recipes,
-        f"- Machine: {env['device_name']}, {env['cpu_count']} CPUs, {env['threads']} torch threads, torch {env['torch']}.",
+        f"- Machine: {machine_summary(env)}, {env['cpu_count']} CPUs, torch {env['torch']}.",
         "",
     ]
 
@@ -276,7 +286,8 @@ def write_report(models: list[str], seeds: list[int], reports: Path, split_summa
         "",
         f"Seeds: {', '.join(map(str, seeds))}. The interval is the mean ± the half-width of the two-sided 95%",
         "Student-t interval over seeds (`make reproduce` trains five). Train time counts optimisation steps only",
-        "(not validation); throughput is training images per second over that time.",
+        "(not validation); throughput is training images per second over that time. Precision is what trained",
+        "(`train.precision: auto` resolved for the machine in the next column).",
         "",
         "![test accuracy per seed](figures/seeds.png)",
         "",
@@ -286,7 +297,8 @@ def write_report(models: list[str], seeds: list[int], reports: Path, split_summa
             "`mlp_tuned`, `cnn_tuned` (≤ 50,000 parameters) and `vit_tuned`: the same families with today's",
             "small-model practice (BatchNorm or LayerNorm, dropout, label smoothing 0.1, random rotation/shift/zoom,",
             "AdamW with OneCycle, a batch size chosen for speed), hyperparameters picked on the valid split only.",
-            "`train.precision` in params.yaml says which train in bf16 (autocast; float32 weights and evaluation).",
+            "`train.precision` in params.yaml says which may train in bf16 (autocast; float32 weights and evaluation;",
+            "`auto`: only where the machine runs bf16 natively); the precision column says what did.",
             "",
             markdown_table(tuned),
             "",
@@ -322,8 +334,10 @@ def write_report(models: list[str], seeds: list[int], reports: Path, split_summa
         + " images (per-class counts and SHA-256 of each split in `reports/split.json`).",
         f"- Training seeds {', '.join(map(str, seeds))}; deterministic algorithms "
         f"{'on' if env['deterministic'] else 'off'}, cuDNN benchmark {'on' if env['cudnn_benchmark'] else 'off'}.",
-        f"- Machine: {env['device_name']}, {env['cpu_count']} CPUs, {env['threads']} torch threads; "
-        f"torch {env['torch']} (CUDA {env['cuda']}), Python {env['python']}, {env['platform']}.",
+        f"- Machine: {machine_summary(env)}, {env['cpu_count']} CPUs; "
+        f"torch {env['torch']} (CUDA {env['cuda']}), Python {env['python']}, {env['platform']}. Every run's machine"
+        " is in its row above and in `reports/train/<run>.json`; the sgemm figure, measured when the run started,"
+        " is the yardstick for comparing its times with another machine's (docs/hardware.md).",
         f"- Code: git commit {env['git_commit']}. Every run is in MLflow (experiment `{env['mlflow_experiment']}`,"
         " run name `<model>-<seed>`) with its params, curves, model and environment.",
         "- Test set: the 10,000 MNIST test images, read once per run, after training.",

@@ -43,6 +43,7 @@ def measure(params: Params, name: str, seed: int, processed_dir: Path) -> dict:
         "seconds": seconds,
         "epochs": last["epoch"],
         "max_epochs": tp.epochs,
+        "precision": result.precision,
         "valid_accuracy": last["valid_accuracy"],
         "test_accuracy": test["accuracy"],
         "goal_seconds": target.goal_seconds,

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 import time
+import urllib.error
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,6 +29,9 @@ from mnistbench.errors import MnistbenchError  # noqa: E402
 
 # SQLite allows one writer at a time; concurrent runs (dvc queue start -j 3) retry instead of failing.
 LOCK_RETRIES = 20
+# A tracking server is probed once, briefly, before a run: one that does not answer fails the stage in
+# seconds instead of after MLflow's retries (minutes). The run itself keeps MLflow's retries.
+PROBE_TIMEOUT_S = 5
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -72,6 +78,19 @@ def _store_lock(uri: str):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _probe(uri: str) -> None:
+    """Raise if an HTTP tracking server does not answer within PROBE_TIMEOUT_S; any HTTP answer will do."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=PROBE_TIMEOUT_S).close()
+    except urllib.error.HTTPError:
+        pass  # it answered, if only with an error: the server is there
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        raise ConnectionError(f"no answer within {PROBE_TIMEOUT_S} s: {reason}") from None
+
+
 def connect(experiment: str) -> str:
     """Point MLflow at the store and make sure the experiment exists; return its id.
 
@@ -81,6 +100,7 @@ def connect(experiment: str) -> str:
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     try:
+        _probe(uri)
         with _store_lock(uri):
             return _experiment_id(uri, experiment)
     except Exception as err:
@@ -110,11 +130,55 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def start_run(experiment: str, run_name: str, params: dict, tags: dict) -> mlflow.ActiveRun:
+def _process_tags() -> dict:
+    return {"mnistbench.host": socket.gethostname(), "mnistbench.pid": str(os.getpid())}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def close_abandoned(experiment_id: str, run_name: str, keep: str | None = None) -> list[str]:
+    """Mark KILLED the RUNNING runs named `run_name` whose process on this machine is gone (killed, say,
+    and not resumed); return their ids. Runs of live processes and of other machines are left alone."""
+    client = mlflow.MlflowClient()
+    running = _retry_locked(client.search_runs, [experiment_id],
+                            filter_string=f"attributes.run_name = '{run_name}' and attributes.status = 'RUNNING'")
+    closed = []
+    for r in running:
+        pid, host = r.data.tags.get("mnistbench.pid"), r.data.tags.get("mnistbench.host")
+        if r.info.run_id != keep and host == socket.gethostname() and pid and pid.isdigit() and not _alive(int(pid)):
+            _retry_locked(client.set_terminated, r.info.run_id, "KILLED")
+            closed.append(r.info.run_id)
+    return closed
+
+
+def start_run(experiment: str, run_name: str, params: dict, tags: dict, resume: str | None = None) -> mlflow.ActiveRun:
+    """Start the run `run_name`, or continue the run `resume` (a killed training's) when this store has it."""
     experiment_id = connect(experiment)
-    run = _retry_locked(mlflow.start_run, experiment_id=experiment_id, run_name=run_name, tags=tags)
+    if resume:
+        try:
+            found = mlflow.MlflowClient().get_run(resume)
+        except mlflow.exceptions.MlflowException:
+            found = None  # another store, or deleted: start a new run
+        if found and found.info.experiment_id == experiment_id and found.info.lifecycle_stage == "active":
+            run = _retry_locked(mlflow.start_run, run_id=resume)
+            _retry_locked(mlflow.set_tags, _process_tags())
+            return run
+    close_abandoned(experiment_id, run_name)
+    run = _retry_locked(mlflow.start_run, experiment_id=experiment_id, run_name=run_name, tags=tags | _process_tags())
     _retry_locked(mlflow.log_params, flatten(params))
     return run
+
+
+def logged_steps(run_id: str, metric: str) -> set[int]:
+    return {m.step for m in _retry_locked(mlflow.MlflowClient().get_metric_history, run_id, metric)}
 
 
 def log_metrics(metrics: dict, step: int | None = None) -> None:

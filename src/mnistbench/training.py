@@ -24,11 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from mnistbench import augment
+from mnistbench import augment, environment
 from mnistbench.config import TrainParams
 from mnistbench.data import to_float
 from mnistbench.errors import MnistbenchError
-from mnistbench.files import atomic_path
+from mnistbench.files import atomic_path, load_tensors
 
 EVAL_CHUNK = 1000  # images per forward pass when evaluating: big enough to be fast, small enough for memory
 
@@ -92,19 +92,18 @@ class Checkpoint:
     path: Path
     fingerprint: str  # of the settings; a checkpoint from other settings is not resumed
 
+    meta: dict = field(default_factory=dict)  # saved with every state, e.g. the MLflow run to continue
+
     def save(self, state: dict) -> None:
         with atomic_path(self.path) as tmp:
-            torch.save({"fingerprint": self.fingerprint, **state}, tmp)
+            torch.save({"fingerprint": self.fingerprint, "meta": self.meta, **state}, tmp)
 
     def load(self) -> dict | None:
+        """The saved state, or None when there is none or it was written for other settings."""
         if not self.path.is_file():
             return None
-        try:
-            state = torch.load(self.path, weights_only=True)
-        except Exception as err:
-            raise MnistbenchError(f"{self.path}: unreadable checkpoint ({err}); delete it to start afresh") from None
-        if state.get("fingerprint") != self.fingerprint:
-            print(f"{self.path}: written for other settings, starting afresh", file=sys.stderr)
+        state = load_tensors(self.path, "checkpoint")
+        if not isinstance(state, dict) or state.get("fingerprint") != self.fingerprint:
             return None
         return state
 
@@ -113,19 +112,35 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _rng_state(shuffle: torch.Generator, augmenting: torch.Generator) -> dict:
-    # Only torch's RNGs are used while training: the global one (dropout), the shuffle, the augmentation.
-    return {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state(), "augment": augmenting.get_state()}
+def _rng_state(shuffle: torch.Generator, augmenting: torch.Generator, device: torch.device) -> dict:
+    # Only torch's RNGs are used while training: the global one (dropout; CUDA's on a GPU), the shuffle,
+    # the augmentation.
+    state = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state(), "augment": augmenting.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
 
 
-def _restore_rng(state: dict, shuffle: torch.Generator, augmenting: torch.Generator) -> None:
+def _restore_rng(state: dict, shuffle: torch.Generator, augmenting: torch.Generator, device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     shuffle.set_state(state["shuffle"])
     augmenting.set_state(state["augment"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _check_finite(name: str, what: str, value: float, epoch: int, tp: TrainParams, step: int | None = None) -> None:
+    """A diverged run stops here, before any model, metric or report is written for it."""
+    if not math.isfinite(value):
+        where = f"epoch {epoch}" + (f", step {step}" if step is not None else "")
+        raise MnistbenchError(
+            f"{name}: {what} is not finite ({value}) at {where}; the run diverged: lower the learning rate "
+            f"(train.lr or models.<name>.train.lr; this run used {tp.lr:g}) and run it again")
 
 
 @dataclass
 class TrainResult:
+    precision: str = "fp32"  # what ran: train.precision with `auto` resolved for the device
     history: list[dict] = field(default_factory=list)
     train_seconds: float = 0.0  # time in optimisation steps only: the basis of throughput
     wall_seconds: float = 0.0  # the whole loop, validation included
@@ -165,17 +180,20 @@ def train(
     shuffle = torch.Generator().manual_seed(seed)
     augmenting = torch.Generator().manual_seed(seed + 1)
     augmented = augment.is_on(tp.augment)
-    result = TrainResult()
+    bf16 = environment.resolve_precision(tp.precision, device) == "bf16"
+    result = TrainResult(precision="bf16" if bf16 else "fp32")
     start_epoch = 1
 
     state = checkpoint.load() if checkpoint else None
+    if checkpoint and state is None and checkpoint.path.is_file():
+        print(f"{checkpoint.path}: written for other settings, starting afresh", file=sys.stderr)
     if state and state["epoch"] >= tp.epochs:
         state = None  # a finished run is rerun because something changed (or -f): start afresh
     if state:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        _restore_rng(state["rng"], shuffle, augmenting)
+        _restore_rng(state["rng"], shuffle, augmenting, device)
         result = TrainResult(**state["result"])
         start_epoch = state["epoch"] + 1
         print(f"{name}: resuming from {checkpoint.path} after epoch {state['epoch']}", file=sys.stderr)
@@ -190,13 +208,14 @@ def train(
         batch_losses, correct = [], 0
         bar = tqdm(order.split(tp.batch_size), desc=f"{name} epoch {epoch}/{tp.epochs}", unit="batch",
                    disable=not interactive, leave=False)
-        for idx in bar:
+        for step, idx in enumerate(bar, start=1):
             x, y = x_all[idx], y_all[idx]
             if augmented:
                 x = augment.random_affine(x, tp.augment, augmenting)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tp.precision == "bf16"):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(x)
                 loss = F.cross_entropy(logits, y, label_smoothing=tp.label_smoothing)
+            _check_finite(name, "the training loss", float(loss.detach()), epoch, tp, step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -217,6 +236,7 @@ def train(
             "valid_accuracy": valid["accuracy"],
             "epoch_seconds": time.perf_counter() - t0,
         }
+        _check_finite(name, "the valid loss", record["valid_loss"], epoch, tp)
         result.history.append(record)
         result.train_seconds += t1 - t0
         result.wall_seconds += record["epoch_seconds"]
@@ -225,13 +245,13 @@ def train(
                 f" | valid loss {record['valid_loss']:.4f} acc {record['valid_accuracy']:.4f} | {record['epoch_seconds']:.1f}s")
         print(line, file=sys.stderr, flush=True)
         on_epoch(record)
-        if checkpoint:
+        if checkpoint:  # after on_epoch: a run killed in between redoes this epoch, and on_epoch sees it twice
             checkpoint.save({
                 "epoch": epoch,
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
-                "rng": _rng_state(shuffle, augmenting),
+                "rng": _rng_state(shuffle, augmenting, device),
                 "result": result.__dict__,
             })
         if until_valid_accuracy is not None and record["valid_accuracy"] >= until_valid_accuracy:

@@ -62,7 +62,7 @@ def test_training_step(benchmark, device, name):
 @pytest.fixture(scope="module")
 def mnist_raw(tmp_path_factory, mnist_dir):
     raw = tmp_path_factory.mktemp("raw")
-    data.fetch_raw(raw / "MNIST" / "raw", str(mnist_dir))
+    data.fetch_raw(raw / "MNIST" / "raw", mnist_dir)
     return raw
 
 
