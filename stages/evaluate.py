@@ -3,14 +3,14 @@
 from pathlib import Path
 
 from mnistbench import pipeline
-from mnistbench.cli import exit_on_error, params_of, stage_parser
+from mnistbench.cli import exit_on_error, params_of, seed, stage_parser
 
 
 @exit_on_error
 def main() -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("model", help="a name under `models` in params.yaml")
-    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--seed", type=seed, required=True)
     parser.add_argument("--data", type=Path, default=Path("data/processed"))
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument("--reports", type=Path, default=Path("reports"))

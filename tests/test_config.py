@@ -143,3 +143,16 @@ def test_non_utf8_params_name_the_file_and_the_byte(tmp_path):
     path.write_bytes((ROOT / "params.yaml").read_bytes().replace(b"adam", b"ad\xe9m", 1))
     with pytest.raises(ParamsError, match=r"params\.yaml: not UTF-8 text \(byte 0xe9 at offset \d+\)"):
         load_params(path)
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("train", "lr", float("nan"), r"train\.lr: Input should be a finite number"),
+    ("train", "warmup_epochs", float("inf"), r"train\.warmup_epochs: Input should be a finite number"),
+    ("seeds", "train", [0, -1], r"seeds\.train\.1: Input should be greater than or equal to 0 \(found -1\)"),
+    ("seeds", "train", [2**32], r"seeds\.train\.0: Input should be less than 4294967296"),
+    ("split", "seed", -5, r"split\.seed: Input should be greater than or equal to 0"),
+    ("mlflow", "experiment", "", r"mlflow\.experiment: String should have at least 1 character"),
+])
+def test_values_no_run_could_use_are_refused(section, key, value, message):
+    with pytest.raises(ParamsError, match=message):
+        parse_params(with_change(section, key, value))

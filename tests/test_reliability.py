@@ -11,12 +11,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import ROOT
+from conftest import ROOT, write_idx
 
 pytestmark = pytest.mark.slow
 
@@ -261,3 +262,18 @@ def test_corrupt_download_stops_the_stage_and_leaves_no_output(tmp_path, mnist_d
     assert result.returncode == 1
     assert "train-images-idx3-ubyte.gz: checksum mismatch: expected MD5 f68b3c2d" in result.stderr
     assert not (tmp_path / "raw").exists()
+
+
+def test_an_empty_test_set_is_refused_by_the_split_stage(tmp_path, mnist_dir):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        shutil.copyfile(mnist_dir / name, raw / name)
+    write_idx(raw / "t10k-images-idx3-ubyte.gz", np.zeros((0, 28, 28)))
+    write_idx(raw / "t10k-labels-idx1-ubyte.gz", np.zeros((0,)))
+    result = subprocess.run([sys.executable, str(ROOT / "stages" / "split.py"), "--raw", str(raw), "--out",
+                             str(tmp_path / "processed"), "--summary", str(tmp_path / "split.json"),
+                             "--params", str(ROOT / "params.yaml")], capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "t10k-images-idx3-ubyte.gz: holds 0 images" in result.stderr
+    assert not (tmp_path / "processed").exists() and not (tmp_path / "split.json").exists()

@@ -50,3 +50,18 @@ def test_default_store_is_the_original_project_from_a_dvc_temp_copy(tmp_path, mo
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_ROOT", str(copy))
     assert tracking.tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+
+
+def test_a_deleted_experiment_is_named_with_the_way_out(store):
+    experiment_id = tracking.connect("exp-gone")
+    MlflowClient(store).delete_experiment(experiment_id)
+    with pytest.raises(MnistbenchError, match=rf"MLflow experiment 'exp-gone' \(mlflow.experiment in params.yaml\) is "
+                                              rf"deleted in .*mlflow experiments restore --experiment-id {experiment_id}"):
+        tracking.start_run("exp-gone", "mlp-0", {}, {})
+
+
+def test_an_mlflow_failure_is_one_clear_error(store):
+    with tracking.start_run("exp-b", "mlp-0", {"a": 1}, {}):
+        # MLflow refuses to change a logged param: the refusal comes back naming the store and the call
+        with pytest.raises(MnistbenchError, match=r"MLflow tracking store sqlite:///.*: log_params failed \(Mlflow"):
+            tracking._retry_locked(mlflow.log_params, {"a": 2})

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from mnistbench.data import load_split, to_float
-from mnistbench.files import read_json, write_text
+from mnistbench.files import read_csv, read_json, write_text
 from mnistbench.models import count_parameters
 from mnistbench.models.cnn import build_cnn
 from mnistbench.reporting import load_runs, markdown_table, mean_ci
@@ -188,7 +188,7 @@ def loss_convention_rows(logged: pd.DataFrame, runs: pd.DataFrame, reports: Path
     }]
     if "mlp" in set(runs["model"]):
         theirs = logged[(logged["model"] == "mlp") & (logged["epoch"] == 1)].iloc[0]
-        ours = pd.read_csv(reports / "history" / f"mlp-{seeds[0]}.csv").iloc[0]
+        ours = read_csv(reports / "history" / f"mlp-{seeds[0]}.csv", ("train_loss_writeup",)).iloc[0]
         close = abs(ours["train_loss_writeup"] / theirs["train_loss_writeup"] - 1) < 0.05
         rows.append({
             "where": "II (b) log", "claim": f"MLP epoch 1: 'Average loss' {theirs['train_loss_writeup']}, "

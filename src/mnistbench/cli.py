@@ -18,6 +18,17 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def seed(text: str) -> int:
+    """argparse type of --seed: the range the params schema allows (NumPy takes 0 <= seed < 2**32)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 4294967295, found {text!r}")
+    return value
+
+
 def params_of(args: argparse.Namespace) -> Params:
     return load_params(*args.params)
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator, model_validator
 
 MNIST_TRAIN_IMAGES = 60_000
+# Seeds go to Python, NumPy and torch; NumPy takes 0 <= seed < 2**32.
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
 
 
 def run_name(model: str, seed: int) -> str:
@@ -26,8 +28,9 @@ class ParamsError(ValueError):
 
 
 class Section(BaseModel):
-    # extra="forbid" turns a typo into an error instead of a silently ignored key.
-    model_config = ConfigDict(extra="forbid")
+    # extra="forbid" turns a typo into an error instead of a silently ignored key; no NaN or infinity
+    # passes for a number (an infinite warm-up or learning rate is never what was meant).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DataParams(Section):
@@ -37,7 +40,7 @@ class DataParams(Section):
 
 
 class SplitParams(Section):
-    seed: int = 20240601
+    seed: Seed = 20240601
     train_size: PositiveInt = 48_000
     valid_size: PositiveInt = 12_000
 
@@ -166,7 +169,7 @@ class PipelineParams(Section):
 class SeedsParams(Section):
     # Each model is trained once per seed (DVC stages train@<model>-<seed>). `make seeds` runs
     # five; DVC skips the seeds it has already trained.
-    train: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    train: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
 
     @field_validator("train")
     @classmethod
@@ -183,7 +186,7 @@ def _no_repeats(values: list, what: str, expected: str) -> list:
 
 
 class MlflowParams(Section):
-    experiment: str = "mnistbench"
+    experiment: str = Field("mnistbench", min_length=1)
 
 
 class AccuracyTarget(Section):
@@ -193,7 +196,7 @@ class AccuracyTarget(Section):
 
 
 class TimeToAccuracyParams(Section):
-    seed: int = 0
+    seed: Seed = 0
     models: dict[str, AccuracyTarget] = Field(default_factory=lambda: {
         "cnn_tuned": AccuracyTarget(threshold=0.99, goal_seconds=20),
         "vit_tuned": AccuracyTarget(threshold=0.98, goal_seconds=60),
@@ -309,7 +312,8 @@ def _batch_fits(params: Params, tp: TrainParams, overrides: list[str]) -> None:
 
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
-        raise ParamsError(f"{path}: file not found; expected the pipeline's parameters in YAML")
+        found = "a folder, not a file" if path.is_dir() else "file not found"
+        raise ParamsError(f"{path}: {found}; expected the pipeline's parameters in YAML")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:

@@ -195,11 +195,15 @@ def load_split(processed_dir: str | Path, name: str) -> tuple[torch.Tensor, torc
     if not path.is_file():
         raise DataError(f"{path}: file not found; run the split stage first (dvc repro split)")
     blob = load_tensors(path, "split file")
-    if not (isinstance(blob, dict) and isinstance(blob.get("images"), torch.Tensor)
-            and isinstance(blob.get("labels"), torch.Tensor)):
-        raise DataError(f"{path}: not a split file written by the split stage (expected images and labels tensors); "
-                        "rerun the split stage (dvc repro split)")
-    return blob["images"], blob["labels"]
+    images, labels = (blob.get("images"), blob.get("labels")) if isinstance(blob, dict) else (None, None)
+    if not (isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor) and images.dtype == torch.uint8
+            and images.shape[1:] == IMAGE_SIZE and labels.dtype == torch.int64 and labels.shape == images.shape[:1]
+            and len(labels) > 0):
+        found = (f"images {tuple(images.shape)} {images.dtype}, labels {tuple(labels.shape)} {labels.dtype}"
+                 if isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor) else "no such tensors")
+        raise DataError(f"{path}: not a split file written by the split stage (expected uint8 images N x 28 x 28 and "
+                        f"N int64 labels, N > 0; found {found}); rerun the split stage (dvc repro split)")
+    return images, labels
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

@@ -87,6 +87,25 @@ def read_json(path: str | Path):
         raise MnistbenchError(f"{path}: not valid JSON ({err}); delete it and rerun the stage that writes it") from None
 
 
+def read_csv(path: str | Path, required: tuple[str, ...] = ()):
+    """A CSV the pipeline wrote, as a pandas DataFrame; a missing, unreadable or incomplete file is one clear error."""
+    import pandas as pd  # only the report stages read CSV; the others need not load pandas
+
+    path = Path(path)
+    if not path.is_file():
+        raise MnistbenchError(f"{path}: file not found; run the stage that writes it first (dvc repro)")
+    try:
+        frame = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
+        raise MnistbenchError(f"{path}: not a readable CSV table ({str(err).strip()[:200]}); delete it and rerun "
+                              "the stage that writes it") from None
+    missing = [c for c in required if c not in frame.columns]
+    if missing or frame.empty:
+        raise MnistbenchError(f"{path}: expected columns {', '.join(required)} and at least one row, found columns "
+                              f"{', '.join(map(str, frame.columns)) or 'none'} and {len(frame)} rows")
+    return frame
+
+
 def load_tensors(path: str | Path, what: str) -> Any:
     """torch.load with weights_only=True, onto the CPU. A file that needs more than plain tensors to load (a
     pickle with code in it) is refused, and the message says why without suggesting to lift the guard."""

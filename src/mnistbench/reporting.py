@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from mnistbench.files import atomic_path, read_json, write_text  # noqa: E402
+from mnistbench.files import atomic_path, read_csv, read_json, write_text  # noqa: E402
 from mnistbench.config import run_name  # noqa: E402
 from mnistbench.writeup import load_logs  # noqa: E402
 
@@ -26,6 +26,9 @@ VIT_DIFFERENCES = [
     "training recipe: vit_seed uses the write-up's protocol (Adam, constant LR); vit uses AdamW, weight decay 0.05, 1 warm-up epoch and cosine decay",
 ]
 
+
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "train_loss_writeup",
+                   "valid_loss_writeup")
 
 # The tuned variants' goals: test accuracy, mean over 5 seeds.
 TUNED_TARGETS = {"mlp_tuned": 98.5, "cnn_tuned": 99.5, "vit_tuned": 99.0}
@@ -262,7 +265,7 @@ def write_report(models: list[str], seeds: list[int], reports: Path, split_summa
     first_seed = seeds[0]
     for name in models:
         run = run_name(name, first_seed)
-        history = pd.read_csv(reports / "history" / f"{run}.csv")
+        history = read_csv(reports / "history" / f"{run}.csv", HISTORY_COLUMNS)
         plot_curves(run, history, figures / f"{name}_curves.png")
         plot_confusion(run, read_json(reports / "metrics" / f"{run}.json")["confusion_matrix"],
                        figures / f"{name}_confusion.png")

@@ -51,13 +51,15 @@ def tracking_uri() -> str:
 
 
 def _retry_locked(fn, *args, **kwargs):
-    """Call fn, retrying while SQLite says the database is locked."""
+    """Call fn, retrying while SQLite says the database is locked; any other MLflow failure is one clear error."""
     for attempt in range(LOCK_RETRIES):
         try:
             return fn(*args, **kwargs)
         except (mlflow.exceptions.MlflowException, sqlalchemy.exc.OperationalError) as err:
             if "locked" not in str(err) or attempt == LOCK_RETRIES - 1:
-                raise
+                first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+                raise MnistbenchError(f"MLflow tracking store {tracking_uri()}: {getattr(fn, '__name__', fn)} failed "
+                                      f"({type(err).__name__}: {first})") from None
             time.sleep(0.2 * (attempt + 1))
 
 
@@ -103,6 +105,8 @@ def connect(experiment: str) -> str:
         _probe(uri)
         with _store_lock(uri):
             return _experiment_id(uri, experiment)
+    except MnistbenchError:
+        raise
     except Exception as err:
         raise MnistbenchError(
             f"MLflow tracking store {uri} cannot be reached ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
@@ -112,6 +116,10 @@ def connect(experiment: str) -> str:
 
 def _experiment_id(uri: str, experiment: str) -> str:
     found = _retry_locked(mlflow.get_experiment_by_name, experiment)
+    if found and found.lifecycle_stage == "deleted":
+        raise MnistbenchError(f"MLflow experiment '{experiment}' (mlflow.experiment in params.yaml) is deleted in {uri}; "
+                              f"restore it (mlflow experiments restore --experiment-id {found.experiment_id}) or name "
+                              "another one")
     if found:
         return found.experiment_id
     location = None

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mnistbench.files import read_csv
+
 MODELS_IN_ORDER = ("mlp", "cnn", "vit_seed")  # the write-up's ViT is reproduced by our vit_seed
 
 _EPOCH = re.compile(r"Train Epoch: (\d+) Average loss: ([\d.]+)")
@@ -51,6 +53,6 @@ def parse_file(path: str | Path) -> pd.DataFrame:
 
 
 def load_logs(path: str | Path) -> pd.DataFrame:
-    frame = pd.read_csv(path)
+    frame = read_csv(path, ("model", "split", "epoch", "accuracy_percent"))
     frame["epoch"] = frame["epoch"].astype("Int64")
     return frame
