@@ -137,7 +137,9 @@ def test_real_mnist_decodes_to_the_published_counts(tmp_path, mnist_dir):
 
 
 def test_mnist_dir_overrides_local_dir(tmp_path, mnist_dir):
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"data": {"local_dir": str(tmp_path / "nowhere")}}))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"]["local_dir"] = str(tmp_path / "nowhere")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     stage = [sys.executable, str(ROOT / "stages" / "download.py"), "--out"]
     env = {k: v for k, v in os.environ.items() if k != "MNIST_DIR"}
     ran = subprocess.run(stage + ["raw"], cwd=tmp_path, env=env | {"MNIST_DIR": str(mnist_dir)},

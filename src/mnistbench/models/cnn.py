@@ -2,6 +2,9 @@
 
 from torch import nn
 
+from mnistbench.models import register
+from mnistbench.schema import ModelSection
+
 
 def build_cnn() -> nn.Sequential:
     return nn.Sequential(
@@ -17,3 +20,6 @@ def build_cnn() -> nn.Sequential:
         nn.Dropout(p=0.2),
         nn.Linear(32, 10),
     )
+
+
+register("cnn", ModelSection, lambda p: build_cnn())

@@ -6,7 +6,17 @@ two at 14x14, one at 7x7; the pools take 28 -> 14 -> 7 -> 3. A Linear layer read
 """
 
 import torch
+from pydantic import Field, PositiveInt
 from torch import nn
+
+from mnistbench.models import register
+from mnistbench.schema import ModelSection
+
+
+class CnnTunedParams(ModelSection):
+    # Conv widths per stage; each stage ends in a 2x2 max-pool, so at most 4 stages (28 -> 1).
+    stages: list[list[PositiveInt]] = Field(min_length=1, max_length=4)
+    dropout: float = Field(ge=0.0, lt=1.0)
 
 
 class ChannelsLast(nn.Module):
@@ -33,3 +43,6 @@ def build_cnn_tuned(stages: list[list[int]], dropout: float) -> nn.Sequential:
         size //= 2
     layers += [nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in * size * size, 10)]
     return nn.Sequential(*layers).to(memory_format=torch.channels_last)
+
+
+register("cnn_tuned", CnnTunedParams, lambda p: build_cnn_tuned(p.stages, p.dropout))

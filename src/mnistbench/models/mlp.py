@@ -4,7 +4,15 @@ The write-up has two ReLUs in a row after the second Linear; ReLU is idempotent,
 doubled one changes nothing, and it is kept so the module list matches the write-up.
 """
 
+from pydantic import PositiveInt
 from torch import nn
+
+from mnistbench.models import register
+from mnistbench.schema import ModelSection
+
+
+class MlpParams(ModelSection):
+    hidden: PositiveInt
 
 
 def build_mlp(hidden: int = 100) -> nn.Sequential:
@@ -17,3 +25,6 @@ def build_mlp(hidden: int = 100) -> nn.Sequential:
         nn.ReLU(),  # sic: doubled in the write-up
         nn.Linear(hidden, 10),
     )
+
+
+register("mlp", MlpParams, lambda p: build_mlp(p.hidden))

@@ -5,9 +5,35 @@ encoder layers (multi-head self-attention, then an MLP, each in a residual branc
 LayerNorm -> linear head on the class token.
 """
 
+from __future__ import annotations
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field, PositiveInt, model_validator
 from torch import nn
+
+from mnistbench.models import register
+from mnistbench.schema import ModelSection
+
+
+class VitParams(ModelSection):
+    patch_size: PositiveInt
+    dim: PositiveInt
+    depth: PositiveInt
+    heads: PositiveInt
+    mlp_dim: PositiveInt
+    dropout: float = Field(ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _shapes_fit(self) -> VitParams:
+        if 28 % self.patch_size:
+            raise ValueError(f"patch_size must divide 28, found {self.patch_size}")
+        if self.dim % self.heads:
+            raise ValueError(f"dim must be a multiple of heads, found dim={self.dim}, heads={self.heads}")
+        return self
+
+    def architecture(self) -> dict:
+        return self.model_dump(exclude={"train", "max_params"})
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -63,3 +89,8 @@ class ViT(nn.Module):
         x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], dim=1) + self.pos
         x = self.norm(self.layers(x))
         return self.head(x[:, 0])
+
+
+# The same architecture twice: `vit` with its own recipe, `vit_tuned` with the tuned one (params.yaml).
+register("vit", VitParams, lambda p: ViT(**p.architecture()))
+register("vit_tuned", VitParams, lambda p: ViT(**p.architecture()))

@@ -16,9 +16,17 @@ also runs on a GPU (the write-up's code would fail there with a device mismatch)
 """
 
 import torch
+from pydantic import PositiveInt
 from torch import nn
 
-from mnistbench.models.vit import ViT
+from mnistbench.models import register
+from mnistbench.models.vit import ViT, VitParams
+
+
+class WriteupVitParams(VitParams):
+    """Our ViT's sizes, plus the width of each head (the write-up's SingleHeadAttention has its own)."""
+
+    dim_head: PositiveInt
 
 
 class SingleHeadAttention(nn.Module):
@@ -86,3 +94,6 @@ class WriteupViT(ViT):
     def __init__(self, patch_size=7, dim=64, depth=4, heads=4, dim_head=16, mlp_dim=128, dropout=0.0):
         super().__init__(patch_size=patch_size, dim=dim, depth=0, heads=heads, mlp_dim=mlp_dim, dropout=dropout)
         self.layers = nn.Sequential(*[ViTLayer(dim, heads, dim_head, mlp_dim, dropout) for _ in range(depth)])
+
+
+register("vit_seed", WriteupVitParams, lambda p: WriteupViT(**p.architecture()))
