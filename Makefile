@@ -8,20 +8,32 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: setup repro reproduce time-to-accuracy test bench gpu-check ui
+.PHONY: setup repro reproduce fashion-mnist time-to-accuracy test bench gpu-check ui
 
 $(BIN)/dvc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
-setup: $(BIN)/dvc
+# Fashion-MNIST's local source: Debian's package, installed when missing (needs root and apt-get; elsewhere,
+# set data.local_dir to a folder with its four .gz files).
+FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
+$(FASHION_MNIST_DIR):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	  { apt-get update -qq >/dev/null 2>&1; apt-get install -y -qq dataset-fashion-mnist >/dev/null; }; \
+	else echo "note: $@ missing and not installable here (apt-get dataset-fashion-mnist needs root)"; fi
+
+setup: $(BIN)/dvc $(FASHION_MNIST_DIR)
 
 repro: setup  ## the whole pipeline with the defaults of params.yaml
 	$(BIN)/dvc repro
 
-reproduce: setup  ## the write-up reproduction: 5 seeds per model, vit_seed, reports/claims.md
+reproduce: setup  ## the write-up reproduction: 5 seeds per model, vit_writeup, reports/claims.md
 	$(BIN)/dvc repro reproduce/dvc.yaml
+
+fashion-mnist: setup  ## the default pipeline on Fashion-MNIST, in a scratch copy -> fashion-mnist/
+	$(BIN)/python -m mnistbench.dataset_comparison --dataset fashion-mnist --out fashion-mnist
 
 time-to-accuracy: setup  ## re-measure the time_to_accuracy stage (quiet machine!), then refresh the report
 	$(BIN)/dvc repro --force --single-item time_to_accuracy

@@ -1,8 +1,9 @@
-"""DVC stage `download`: the four MNIST files into data/raw, MD5-verified.
+"""DVC stage `download`: the four IDX files of data.dataset into data/raw, their contents verified.
 
-The source is $MNIST_DIR when set, else params.yaml's data.local_dir (null: the public mirrors). DVC cannot
-see an environment variable, so the stage is always_changed in dvc.yaml: every `dvc repro` verifies the
-current source again (a second), and DVC keeps everything downstream while the bytes are the same."""
+The source is data.local_dir (`default`: the dataset's own folder; null: the dataset's mirrors); for MNIST,
+$MNIST_DIR when set. DVC cannot see an environment variable, so the stage is always_changed in
+dvc.yaml: every `dvc repro` verifies the current source again (a second), and DVC keeps everything
+downstream while the bytes are the same."""
 
 import os
 from pathlib import Path
@@ -17,10 +18,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("data/raw"))
     args = parser.parse_args()
     params = params_of(args)
-    origin = "MNIST_DIR" if os.environ.get("MNIST_DIR") else "data.local_dir"
-    chosen = os.environ.get("MNIST_DIR") or params.data.local_dir
-    info = data.fetch_raw(args.out, Path(chosen).expanduser() if chosen else None, origin)
-    print(f"MNIST from {info['source']}: 4 files, MD5s verified, in {args.out}")
+    dataset, chosen, origin = params.data.source(), params.data.local_dir, "data.local_dir"
+    if dataset.name == "mnist" and os.environ.get("MNIST_DIR"):  # the environment wins over params.yaml
+        chosen, origin = os.environ["MNIST_DIR"], "MNIST_DIR"
+    elif chosen == "default":
+        chosen, origin = dataset.local_dir, f"data.local_dir: default for {dataset.name}"
+    info = data.fetch_raw(args.out, dataset, Path(chosen).expanduser() if chosen else None, origin)
+    print(f"{dataset.title} from {info['source']}: 4 files, contents verified, in {args.out}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def main() -> None:
     if not isinstance(goals, dict):
         raise ParamsError(f"{args.gates}: expected an `accuracy` section of model names and test accuracies")
     out = write_report(params.model_names(), params.seeds.train, args.reports, args.split_summary, args.writeup_logs,
-                       args.time_to_accuracy, goals)
+                       args.time_to_accuracy, goals, params.data.source())
     print(f"wrote {out}")
 
 

@@ -14,8 +14,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("data/processed"))
     parser.add_argument("--summary", type=Path, default=Path("reports/split.json"))
     args = parser.parse_args()
-    s = params_of(args).split
-    summary = data.make_splits(args.raw, args.out, s.train_size, s.valid_size, s.seed)
+    params = params_of(args)
+    s = params.split
+    summary = {"dataset": params.data.dataset, **data.make_splits(args.raw, args.out, s.train_size, s.valid_size, s.seed)}
     write_json(args.summary, summary)
     counts = ", ".join(f"{k} {v['count']}" for k, v in summary["splits"].items())
     print(f"split (seed {s.seed}): {counts}")

@@ -1,7 +1,9 @@
+import gzip
 import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ import yaml
 from conftest import ROOT, write_idx
 from mnistbench import data
 from mnistbench.data import DataError
+from mnistbench.datasets import DATASETS, FILES
 
 
 @pytest.fixture
@@ -92,19 +95,43 @@ def test_split_is_deterministic_disjoint_and_complete():
     assert sorted(a_train.tolist() + a_valid.tolist()) == list(range(1000))
 
 
-def test_fetch_verifies_md5_and_leaves_nothing_behind(tmp_path, mnist_dir):
+MNIST = DATASETS["mnist"]
+
+
+def test_fetch_checks_the_decompressed_data_and_leaves_nothing_behind(tmp_path, mnist_dir):
     local = tmp_path / "local"
     shutil.copytree(mnist_dir, local)
-    bad = local / "t10k-labels-idx1-ubyte.gz"
-    bad.chmod(0o644)
-    blob = bytearray(bad.read_bytes())
-    blob[100] ^= 0xFF  # one flipped byte
-    bad.write_bytes(bytes(blob))
+    labels = local / "t10k-labels-idx1-ubyte.gz"
+    labels.chmod(0o644)
+    payload = bytearray(gzip.decompress(labels.read_bytes()))
+    payload[100] = (payload[100] + 1) % 10  # one label changed, still a valid IDX file
+    labels.write_bytes(gzip.compress(bytes(payload)))
     out = tmp_path / "raw"
-    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte.gz: checksum mismatch: expected MD5 ec29112d"):
-        data.fetch_raw(out, local)
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte.gz: checksum mismatch: expected MNIST data with "
+                                        r"SHA-256 ff7bcfd4\w+ \(decompressed\), found"):
+        data.fetch_raw(out, MNIST, local)
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["local"]  # no temporary folder left either
+
+
+def test_the_same_data_in_another_compression_is_accepted(tmp_path, mnist_dir):
+    local = tmp_path / "local"
+    local.mkdir()
+    for name in FILES:  # as Debian's packages do: the same IDX bytes, compressed again
+        (local / name).write_bytes(gzip.compress(gzip.decompress((mnist_dir / name).read_bytes()), compresslevel=1))
+        assert (local / name).read_bytes() != (mnist_dir / name).read_bytes()
+    data.fetch_raw(tmp_path / "raw", MNIST, local)
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted(FILES)
+
+
+def test_a_truncated_gz_is_named(tmp_path, mnist_dir):
+    local = tmp_path / "local"
+    shutil.copytree(mnist_dir, local)
+    (local / "train-images-idx3-ubyte.gz").chmod(0o644)
+    (local / "train-images-idx3-ubyte.gz").write_bytes((mnist_dir / "train-images-idx3-ubyte.gz").read_bytes()[:5000])
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: corrupt or truncated gzip data"):
+        data.fetch_raw(tmp_path / "raw", MNIST, local)
+    assert not (tmp_path / "raw").exists()
 
 
 def test_fetch_names_a_missing_file(tmp_path, mnist_dir):
@@ -112,18 +139,29 @@ def test_fetch_names_a_missing_file(tmp_path, mnist_dir):
     shutil.copytree(mnist_dir, local)
     (local / "train-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz: file not found"):
-        data.fetch_raw(tmp_path / "raw", local)
+        data.fetch_raw(tmp_path / "raw", MNIST, local)
     assert not (tmp_path / "raw").exists()
 
 
 def test_fetch_names_a_missing_folder(tmp_path):
     with pytest.raises(DataError, match="nowhere: MNIST folder not found"):
-        data.fetch_raw(tmp_path / "raw", tmp_path / "nowhere")
+        data.fetch_raw(tmp_path / "raw", MNIST, tmp_path / "nowhere")
+
+
+@pytest.mark.skipif(not Path(DATASETS["fashion-mnist"].local_dir).is_dir(),
+                    reason="Debian's dataset-fashion-mnist is not installed (make setup installs it)")
+def test_fashion_mnist_from_debians_package(tmp_path):
+    fashion = DATASETS["fashion-mnist"]
+    data.fetch_raw(tmp_path / "raw", fashion, Path(fashion.local_dir))
+    summary = data.make_splits(tmp_path / "raw", tmp_path / "processed", 48_000, 12_000, seed=1)
+    assert summary["splits"]["test"]["class_counts"] == [1000] * 10  # Fashion-MNIST: 1,000 test images per class
+    with pytest.raises(DataError, match="checksum mismatch: expected MNIST data"):  # not MNIST
+        data.fetch_raw(tmp_path / "raw2", MNIST, Path(fashion.local_dir))
 
 
 def test_real_mnist_decodes_to_the_published_counts(tmp_path, mnist_dir):
     raw = tmp_path / "raw"
-    data.fetch_raw(raw, mnist_dir)
+    data.fetch_raw(raw, MNIST, mnist_dir)
     summary = data.make_splits(raw, tmp_path / "processed", 48_000, 12_000, seed=1)
     s = summary["splits"]
     assert (s["train"]["count"], s["valid"]["count"], s["test"]["count"]) == (48_000, 12_000, 10_000)
@@ -146,14 +184,19 @@ def test_mnist_dir_overrides_local_dir(tmp_path, mnist_dir):
                          capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr
     assert f"MNIST from {mnist_dir}" in ran.stdout
-    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted(data.MD5)
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted(FILES)
     ran = subprocess.run(stage + ["raw2"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert ran.returncode == 1 and "nowhere: MNIST folder not found (from data.local_dir)" in ran.stderr
+    params["data"]["local_dir"] = "default"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    ran = subprocess.run(stage + ["raw3"], cwd=tmp_path, env=env | {"MNIST_DIR": str(mnist_dir)},
+                         capture_output=True, text=True)
+    assert ran.returncode == 0 and f"MNIST from {mnist_dir}" in ran.stdout
 
 
 def test_empty_image_file_is_refused_at_the_split(tmp_path, mnist_dir):
     raw = tmp_path / "raw"
-    data.fetch_raw(raw, mnist_dir)
+    data.fetch_raw(raw, MNIST, mnist_dir)
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         (raw / name).unlink()
     write_idx(raw / "t10k-images-idx3-ubyte.gz", np.zeros((0, 28, 28)))

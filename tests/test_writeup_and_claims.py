@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 
@@ -20,12 +23,12 @@ def test_committed_logs_are_the_parse_of_the_writeup(committed_logs):
 
 
 def test_parse_spot_checks(committed_logs):
-    assert committed_logs.groupby("model", sort=False).size().to_dict() == {"mlp": 11, "cnn": 11, "vit_seed": 11}
+    assert committed_logs.groupby("model", sort=False).size().to_dict() == {"mlp": 11, "cnn": 11, "vit_writeup": 11}
     mlp1 = committed_logs[(committed_logs["model"] == "mlp") & (committed_logs["epoch"] == 1)].iloc[0]
     assert (mlp1["train_loss_writeup"], mlp1["correct"], mlp1["accuracy_percent"]) == (0.0102, 11321, 94.3417)
     tests = committed_logs[committed_logs["split"] == "test"].set_index("model")["accuracy_percent"]
-    assert tests.to_dict() == {"mlp": 97.6, "cnn": 98.8, "vit_seed": 26.91}
-    vit10 = committed_logs[(committed_logs["model"] == "vit_seed") & (committed_logs["epoch"] == 10)].iloc[0]
+    assert tests.to_dict() == {"mlp": 97.6, "cnn": 98.8, "vit_writeup": 26.91}
+    vit10 = committed_logs[(committed_logs["model"] == "vit_writeup") & (committed_logs["epoch"] == 10)].iloc[0]
     assert (vit10["loss_writeup"], vit10["correct"]) == (0.0592, 3122)
 
 
@@ -61,3 +64,18 @@ def test_log_arithmetic_catches_a_wrong_percentage(committed_logs):
     broken.loc[0, "accuracy_percent"] = 94.3
     row = claims.log_arithmetic_rows(broken)[0]
     assert row["verdict"] == "refuted" and "epochs [1]" in row["evidence"]
+
+
+def test_the_protocol_search_runs_and_names_a_winner(tmp_path):
+    """research/protocol_search.py, on a small random split: every candidate trains and is scored."""
+    from test_reliability import fake_processed
+
+    processed = fake_processed(tmp_path / "processed", n_train=320, n_valid=64)
+    out = tmp_path / "search"
+    done = subprocess.run([sys.executable, str(ROOT / "research" / "protocol_search.py"), "--data", str(processed),
+                           "--out", str(out), "--models", "mlp", "--params", str(ROOT / "params.yaml")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = (tmp_path / "search.md").read_text()
+    assert "Command: `python research/protocol_search.py`" in text and "Closest over both models: **" in text
+    assert len((tmp_path / "search.csv").read_text().splitlines()) == 1 + 6  # a header and six candidates

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, PositiveFloat, PositiveInt, ValidationError, create_model, field_validator, model_validator
 
+from mnistbench.datasets import DATASETS, Dataset
 from mnistbench.errors import ParamsError
 from mnistbench.models import REGISTRY
 from mnistbench.schema import ModelSection, Section, Seed
@@ -26,9 +27,20 @@ def run_name(model: str, seed: int) -> str:
 
 
 class DataParams(Section):
-    # A folder holding the four .gz files; None downloads them from the public mirrors.
-    # The environment variable MNIST_DIR overrides it (see stages/download.py).
+    dataset: str  # a name in datasets.DATASETS
+    # A folder holding the four .gz files; `default`: the dataset's own (for MNIST, $MNIST_DIR overrides
+    # it: stages/download.py); None: download from the dataset's mirrors.
     local_dir: str | None
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, name: str) -> str:
+        if name not in DATASETS:
+            raise ValueError(_unknown("dataset", name, list(DATASETS)))
+        return name
+
+    def source(self) -> Dataset:
+        return DATASETS[self.dataset]
 
 
 class SplitParams(Section):

@@ -1,7 +1,7 @@
-"""MNIST on disk: fetch the four IDX files, check them, decode them, split them.
+"""MNIST-like data on disk: fetch the four IDX files of a dataset, check them, decode them, split them.
 
-The four files are the originals (LeCun, Cortes, Burges), byte for byte, as torchvision's
-MNIST class downloads them; their MD5s are the standard ones below.
+Each file is checked by the SHA-256 of its decompressed IDX bytes (datasets.py), so the same data in
+another compression is accepted and a changed one is refused.
 """
 
 from __future__ import annotations
@@ -16,22 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mnistbench.datasets import FILES, Dataset
 from mnistbench.errors import MnistbenchError
 from mnistbench.files import atomic_dir, load_tensors
 
-MIRRORS = (
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "http://yann.lecun.com/exdb/mnist/",
-)
-MD5 = {
-    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
-}
 IMAGE_SIZE = (28, 28)
 NUM_CLASSES = 10
-IDX_UBYTE = 0x08  # the IDX type code for unsigned bytes, the only type MNIST uses
+IDX_UBYTE = 0x08  # the IDX type code for unsigned bytes, the only type these datasets use
 
 
 class DataError(MnistbenchError):
@@ -41,51 +32,53 @@ class DataError(MnistbenchError):
 # --- fetching ----------------------------------------------------------------------------
 
 
-def md5sum(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+def payload_sha256(path: Path) -> str:
+    """SHA-256 of a .gz file's decompressed bytes."""
+    digest = hashlib.sha256()
+    try:
+        with gzip.open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path.name}: corrupt or truncated gzip data ({err})") from None
     return digest.hexdigest()
 
 
-def _download(name: str, dest: Path) -> None:
+def _download(dataset: Dataset, name: str, dest: Path) -> None:
     errors = []
-    for mirror in MIRRORS:
+    for mirror in dataset.mirrors:
         try:
             with urllib.request.urlopen(mirror + name, timeout=60) as response, open(dest, "wb") as out:
                 shutil.copyfileobj(response, out)
             return
         except OSError as err:  # URLError and timeouts are OSErrors
             errors.append(f"{mirror}{name}: {err}")
-    raise DataError(
-        "could not download MNIST (no internet?); set data.local_dir in params.yaml or MNIST_DIR "
-        "to a folder holding the four .gz files.\n  " + "\n  ".join(errors)
-    )
+    raise DataError(f"could not download {dataset.title} (no internet?); {dataset.install_hint}.\n  "
+                    + "\n  ".join(errors))
 
 
-def fetch_raw(out_dir: str | Path, source: Path | None, origin: str = "data.local_dir") -> dict:
-    """Copy the four files from the folder `source` (named by `origin`), or download them when it is None,
-    into out_dir, and verify their MD5s; all or nothing."""
+def fetch_raw(out_dir: str | Path, dataset: Dataset, source: Path | None, origin: str = "data.local_dir") -> dict:
+    """Copy the four files of `dataset` from the folder `source` (named by `origin`), or download them when it is
+    None, into out_dir, and verify their contents; all or nothing."""
     if source is not None and not source.is_dir():
-        raise DataError(
-            f"{source}: MNIST folder not found (from {origin}); "
-            "expected a folder with the four IDX .gz files, or data.local_dir: null to download"
-        )
+        raise DataError(f"{source}: {dataset.title} folder not found (from {origin}); expected a folder with the four "
+                        f"IDX .gz files: {dataset.install_hint}, or data.local_dir: null to download")
     with atomic_dir(out_dir) as tmp:
-        for name, expected in MD5.items():
+        for name in FILES:
             dest = tmp / name
             if source is None:
-                _download(name, dest)
+                _download(dataset, name, dest)
+                origin_file = dest
             else:
-                if not (source / name).is_file():
-                    raise DataError(f"{source / name}: file not found; expected the standard MNIST file {name}")
-                shutil.copyfile(source / name, dest)
-            found = md5sum(dest)
+                origin_file = source / name
+                if not origin_file.is_file():
+                    raise DataError(f"{origin_file}: file not found; expected the standard {dataset.title} file {name}")
+                shutil.copyfile(origin_file, dest)
+            expected, found = dataset.payload_sha256[name], payload_sha256(dest)
             if found != expected:
-                origin = source / name if source else name
-                raise DataError(f"{origin}: checksum mismatch: expected MD5 {expected}, found {found}")
-    return {"source": str(source) if source else "download", "files": MD5}
+                raise DataError(f"{origin_file}: checksum mismatch: expected {dataset.title} data with SHA-256 "
+                                f"{expected} (decompressed), found {found}")
+    return {"dataset": dataset.name, "source": str(source) if source else "download"}
 
 
 # --- decoding ----------------------------------------------------------------------------
@@ -125,7 +118,7 @@ def read_images_and_labels(images_path: Path, labels_path: Path) -> tuple[torch.
     images = read_idx(images_path, ndim=3)
     labels = read_idx(labels_path, ndim=1)
     if len(images) == 0:
-        raise DataError(f"{images_path}: holds 0 images; expected a non-empty MNIST image file")
+        raise DataError(f"{images_path}: holds 0 images; expected a non-empty IDX image file")
     if images.shape[1:] != IMAGE_SIZE:
         raise DataError(f"{images_path}: wrong image dimensions: expected 28x28, found {images.shape[1]}x{images.shape[2]}")
     if len(images) != len(labels):

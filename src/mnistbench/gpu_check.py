@@ -19,22 +19,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
-import yaml
 
-from mnistbench import benchreport
+from mnistbench import benchreport, scratch
 from mnistbench.files import write_json
-
-ROOT = Path(__file__).resolve().parents[2]
+from mnistbench.scratch import ROOT
 BENCH_LIMIT_S = 180
 PIPELINE_LIMIT_S = 360
 
@@ -45,18 +40,6 @@ def device_slug(device: str) -> str:
 
     name = torch.cuda.get_device_name(0) if device == "cuda" else cpu_name()
     return f"{device}-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-
-
-def copy_project(dest: Path) -> None:
-    """The files git would commit (tracked, and untracked ones not ignored), as a fresh checkout has them."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                            cwd=ROOT, capture_output=True, check=True).stdout.decode().split("\0")
-    for rel in filter(None, listed):
-        src = ROOT / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
 
 
 def shrink(params: dict) -> dict:
@@ -82,40 +65,29 @@ def run_benchmarks(device: str, out: Path, tiny: bool) -> dict:
 
 def run_pipeline(device: str, tiny: bool) -> dict:
     """`dvc repro` of the default pipeline on `device`, in a scratch copy; its results, read back."""
-    with tempfile.TemporaryDirectory(prefix="mnistbench-gpu-check-") as scratch:
-        project = Path(scratch)
-        copy_project(project)
-        for stale in ("dvc.lock", "reports"):
-            path = project / stale
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-        params = yaml.safe_load((project / "params.yaml").read_text())
+    def edit(params: dict) -> None:
         params["train"]["device"] = device  # explicit: fail loudly if torch sees no such device
         if tiny:
-            params = shrink(params)
-        (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",
-                            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-        started = time.perf_counter()
-        try:
-            done = subprocess.run(["dvc", "repro"], cwd=project, env=env, timeout=PIPELINE_LIMIT_S,
-                                  capture_output=True, text=True)
-        except subprocess.TimeoutExpired:
-            return {"status": f"timed out after {PIPELINE_LIMIT_S} s"}
-        seconds = time.perf_counter() - started
-        if done.returncode != 0:
-            print(done.stdout[-3000:], done.stderr[-3000:], sep="\n")
-            return {"status": f"failed (dvc repro exit {done.returncode})", "seconds": seconds}
-        runs = {}
-        for path in sorted((project / "reports" / "train").glob("*.json")):
-            trained = json.loads(path.read_text())
-            tested = json.loads((project / "reports" / "metrics" / path.name).read_text())
-            runs[path.stem] = {"test_accuracy": tested["test_accuracy"], "precision": trained["precision"],
-                               "train_seconds": trained["train_seconds"], "wall_seconds": trained["wall_seconds"],
-                               "environment": trained["environment"]}
-        tta = json.loads((project / "reports" / "time_to_accuracy.json").read_text())
-        return {"status": "passed", "seconds": seconds, "profile": "tiny" if tiny else "default", "runs": runs,
-                "time_to_accuracy": {k: {f: v[f] for f in ("seconds", "epochs", "valid_accuracy", "test_accuracy",
-                                                           "precision", "threshold")} for k, v in tta.items()}}
+            shrink(params)
+
+    try:
+        with scratch.repro(edit, timeout=PIPELINE_LIMIT_S) as (project, done, seconds):
+            if done.returncode != 0:
+                print(done.stdout[-3000:], done.stderr[-3000:], sep="\n")
+                return {"status": f"failed (dvc repro exit {done.returncode})", "seconds": seconds}
+            runs = {}
+            for path in sorted((project / "reports" / "train").glob("*.json")):
+                trained = json.loads(path.read_text())
+                tested = json.loads((project / "reports" / "metrics" / path.name).read_text())
+                runs[path.stem] = {"test_accuracy": tested["test_accuracy"], "precision": trained["precision"],
+                                   "train_seconds": trained["train_seconds"], "wall_seconds": trained["wall_seconds"],
+                                   "environment": trained["environment"]}
+            tta = json.loads((project / "reports" / "time_to_accuracy.json").read_text())
+    except subprocess.TimeoutExpired:
+        return {"status": f"timed out after {PIPELINE_LIMIT_S} s"}
+    return {"status": "passed", "seconds": seconds, "profile": "tiny" if tiny else "default", "runs": runs,
+            "time_to_accuracy": {k: {f: v[f] for f in ("seconds", "epochs", "valid_accuracy", "test_accuracy",
+                                                       "precision", "threshold")} for k, v in tta.items()}}
 
 
 def main() -> None:

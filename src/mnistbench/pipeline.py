@@ -35,8 +35,8 @@ def train(params: Params, name: str, seed: int, processed_dir: Path, models_dir:
     valid_set = data.load_split(processed_dir, "valid")
 
     env = environment.describe(device)
-    run_params = {"model": name, "seed": seed, "split": params.split.model_dump(), "train": tp.model_dump(),
-                  "arch": section, "precision": precision}
+    run_params = {"model": name, "seed": seed, "dataset": params.data.dataset, "split": params.split.model_dump(),
+                  "train": tp.model_dump(), "arch": section, "precision": precision}
     tags = {f"env.{k}": str(v) for k, v in env.items()} | {"mlflow.source.git.commit": env["git_commit"]}
     checkpoint = training.Checkpoint(checkpoints / f"{run}.ckpt", training.fingerprint(run_params))
     saved = checkpoint.load()  # a killed training continues its MLflow run, as it continues its epochs
@@ -65,6 +65,7 @@ def train(params: Params, name: str, seed: int, processed_dir: Path, models_dir:
         write_json(reports / "train" / f"{run}.json", {
             "model": name,
             "seed": seed,
+            "dataset": params.data.dataset,
             "mlflow_run_id": run_id,
             "mlflow_experiment": params.mlflow.experiment,
             "parameters": count_parameters(model),

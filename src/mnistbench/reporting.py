@@ -14,37 +14,22 @@ from scipy import stats  # noqa: E402
 
 from mnistbench.files import atomic_path, read_csv, read_json, write_text  # noqa: E402
 from mnistbench.config import run_name  # noqa: E402
+from mnistbench.datasets import DATASETS, Dataset  # noqa: E402
 from mnistbench.writeup import load_logs  # noqa: E402
 
-# One line per difference between the write-up's ViT (vit_seed) and ours (vit).
+# One line per difference between the write-up's ViT (vit_writeup) and ours (vit).
 VIT_DIFFERENCES = [
-    "attention projections: vit_seed draws new random Q/K/V weights on every forward pass and never trains them; vit learns one fused QKV projection",
-    "values: vit_seed projects values with the key matrix (v = w_k(x)); vit has its own value projection",
-    "attention kernel: vit_seed computes softmax(QK^T/sqrt(d))V by hand per head; vit calls F.scaled_dot_product_attention for all heads at once",
-    "normalisation: vit_seed puts LayerNorm at the end of each residual branch (post-branch); vit normalises the input of each branch (pre-norm)",
-    "MLP activation: vit_seed uses ReLU (as written); vit uses GELU",
-    "training recipe: vit_seed uses the write-up's protocol (Adam, constant LR); vit uses AdamW, weight decay 0.05, 1 warm-up epoch and cosine decay",
+    "attention projections: vit_writeup draws new random Q/K/V weights on every forward pass and never trains them; vit learns one fused QKV projection",
+    "values: vit_writeup projects values with the key matrix (v = w_k(x)); vit has its own value projection",
+    "attention kernel: vit_writeup computes softmax(QK^T/sqrt(d))V by hand per head; vit calls F.scaled_dot_product_attention for all heads at once",
+    "normalisation: vit_writeup puts LayerNorm at the end of each residual branch (post-branch); vit normalises the input of each branch (pre-norm)",
+    "MLP activation: vit_writeup uses ReLU (as written); vit uses GELU",
+    "training recipe: vit_writeup uses the write-up's protocol (Adam, constant LR); vit uses AdamW, weight decay 0.05, 1 warm-up epoch and cosine decay",
 ]
 
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "train_loss_writeup",
                    "valid_loss_writeup")
-
-
-# Published points, for context only: other splits (all 60,000 training images), other budgets,
-# and in one case the best epoch chosen on the test set.
-PUBLISHED = [
-    {"family": "MLP", "what": "Keras example: 784-512-512-10, dropout 0.2, RMSprop, 20 epochs",
-     "parameters": "669,706", "test accuracy (%)": "98.40",
-     "source": "https://github.com/keras-team/keras/blob/keras-2/examples/mnist_mlp.py"},
-    {"family": "CNN", "what": "3 conv blocks (8-16-32, BatchNorm, max-pool), FC 288-32-10, rotation/shift "
-     "augmentation, OneCycle, 19 epochs; best epoch on the test set",
-     "parameters": "15,578", "test accuracy (%)": "99.43",
-     "source": "https://github.com/shishir13/Personal_Projects/tree/main/MNIST_99.4"},
-    {"family": "ViT", "what": "mnistvit: a ViT trained from scratch for 64 epochs with rotation, shift and scale "
-     "augmentation", "parameters": "4.2M", "test accuracy (%)": "99.65",
-     "source": "https://github.com/asnelt/mnistvit (model card: https://huggingface.co/asnelt/mnistvit)"},
-]
 
 
 def mean_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
@@ -137,14 +122,23 @@ def plot_seeds(runs: pd.DataFrame, claimed: dict[str, float], path: Path) -> Non
     _save(fig, path)
 
 
+def _recorded(env, key: str):
+    """A field of a run's record, or None where the run predates it (pandas fills a missing one with NaN)."""
+    value = env.get(key)
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
 def machine_summary(env) -> str:
     """One line that tells two machines apart: the device, what its kernels can use, threads, a matmul's speed."""
-    device = env.get("device", "cpu")
-    bf16 = "native bf16" if env.get("device_native_bf16") else "no native bf16"
-    capability = env.get("cpu_capability", "?") if device == "cpu" else device
-    sgemm = env.get("sgemm_gflops")
-    return (f"{env.get('device_name', '?')} ({capability}, {bf16}), {env.get('threads', '?')} threads"
-            + (f", sgemm {sgemm:,.0f} GFLOP/s" if isinstance(sgemm, (int, float)) and sgemm == sgemm else ""))
+    device, capability = _recorded(env, "device") or "cpu", _recorded(env, "cpu_capability")
+    bf16 = _recorded(env, "device_native_bf16")
+    sgemm = _recorded(env, "sgemm_gflops")
+    if capability is None:
+        kernels = "CPU capability and bf16 not recorded"
+    else:
+        kernels = f"{capability if device == 'cpu' else device}, {'native' if bf16 else 'no native'} bf16"
+    return (f"{_recorded(env, 'device_name') or '?'} ({kernels}), {_recorded(env, 'threads') or '?'} threads"
+            + (f", sgemm {sgemm:,.0f} GFLOP/s" if sgemm is not None else ""))
 
 
 def _fmt(v) -> str:
@@ -192,7 +186,7 @@ def comparison_rows(runs: pd.DataFrame, time_to_accuracy: dict) -> list[dict]:
             "train images": int(first["train_images"]),
             "train time (s)": float(first["train_seconds"]),
             "throughput (images/s)": float(first["images_per_second"]),
-            "precision": first.get("precision", "fp32"),
+            "precision": _recorded(first, "precision") or "not recorded",
             "machine": machine_summary(first),
         })
     return rows
@@ -252,15 +246,19 @@ def time_to_accuracy_section(results: dict) -> list[str]:
 
 
 def write_report(models: list[str], seeds: list[int], reports: Path, split_summary: Path, writeup_logs: Path,
-                 time_to_accuracy: Path | None = None, goals: dict[str, float] | None = None) -> Path:
+                 time_to_accuracy: Path | None = None, goals: dict[str, float] | None = None,
+                 dataset: Dataset = DATASETS["mnist"]) -> Path:
     """Write reports/comparison.md and reports/figures/*.png; return the markdown's path.
-    `goals`: test accuracy each model should reach (gates.yaml's `accuracy`, the goals' one home)."""
+    `goals`: test accuracy each model should reach (gates.yaml's `accuracy`, the goals' one home).
+    The write-up's logs and claims are about MNIST: on another dataset they are left out, and the report says so."""
     figures = reports / "figures"
     runs = load_runs(models, seeds, reports)
     tta = read_json(time_to_accuracy) if time_to_accuracy else {}
     tuned = goal_rows(runs, goals or {})
     logged = load_logs(writeup_logs)
     claimed = {m: float(g["accuracy_percent"].iloc[0]) for m, g in logged[logged["split"] == "test"].groupby("model")}
+    if not dataset.writeup:
+        logged, claimed = logged.iloc[0:0], {}
     first_seed = seeds[0]
     for name in models:
         run = run_name(name, first_seed)
@@ -277,11 +275,14 @@ def write_report(models: list[str], seeds: list[int], reports: Path, split_summa
     compared = [m for m in models if m in claimed]
 
     lines = [
-        "# MNIST: MLP vs CNN vs ViT",
+        f"# {dataset.title}: MLP vs CNN vs ViT",
         "",
+        *([] if dataset.writeup else [
+            f"The write-up's claims and logs are about MNIST; they do not apply to {dataset.title} and are left out.",
+            f"Classes: {', '.join(dataset.classes)}.", ""]),
         "Generated by the `report` stage of `dvc repro` (or of `make reproduce`, for reproduce/reports/);",
         "do not edit by hand. `mlp` and `cnn` are the write-up's architectures; `vit` is a correct ViT;",
-        "`vit_seed` is the write-up's ViT *as written*, bugs included (see `reports/claims.md`);",
+        "`vit_writeup` is the write-up's ViT *as written*, bugs included (see `reports/claims.md`);",
         "`*_tuned` are the same families trained with today's practice (see \"Goals and tuned variants\").",
         "",
         markdown_table(comparison_rows(runs, tta)),
@@ -307,34 +308,35 @@ def write_report(models: list[str], seeds: list[int], reports: Path, split_summa
             "",
             markdown_table(tuned),
             "",
-            "Published points, for context (trained on all 60,000 images, so not the same protocol):",
-            "",
-            markdown_table(PUBLISHED),
-            "",
+            *([f"Published {dataset.title} results, for context (trained on all 60,000 images, so not the same "
+               "protocol):", "", markdown_table(dataset.published), ""] if dataset.published else []),
         ] if tuned else []),
         *time_to_accuracy_section(tta),
         "## Curves",
         "",
         *[f"![{name} curves](figures/{name}_curves.png)" for name in models],
         "",
-        "## Against the write-up's logs",
-        "",
-        "Our per-epoch numbers (solid) beside the write-up's (dashed), losses in its convention",
-        "(sum of per-batch mean losses / number of images, about loss / 32).",
-        "",
-        *[f"![{name} vs write-up](figures/{name}_vs_writeup.png)" for name in compared],
-        "",
+        *([
+            "## Against the write-up's logs",
+            "",
+            "Our per-epoch numbers (solid) beside the write-up's (dashed), losses in its convention",
+            "(sum of per-batch mean losses / number of images, about loss / 32).",
+            "",
+            *[f"![{name} vs write-up](figures/{name}_vs_writeup.png)" for name in compared],
+            "",
+        ] if compared else []),
         "## Confusion matrices (test set)",
         "",
         " ".join(f"![{name} confusion](figures/{name}_confusion.png)" for name in models),
         "",
-        "## vit_seed (the write-up's ViT) vs vit (ours)",
+        "## vit_writeup (the write-up's ViT) vs vit (ours)",
         "",
         *[f"- {line}" for line in VIT_DIFFERENCES],
         "",
         "## What these numbers rest on",
         "",
-        f"- Data: the four standard MNIST IDX files, MD5-verified; split seed {splits['seed']}: "
+        f"- Data: the four standard {dataset.title} IDX files, their decompressed contents checked by SHA-256; "
+        f"split seed {splits['seed']}: "
         + ", ".join(f"{k} {v['count']:,}" for k, v in splits["splits"].items())
         + " images (per-class counts and SHA-256 of each split in `reports/split.json`).",
         f"- Training seeds {', '.join(map(str, seeds))}; deterministic algorithms "
@@ -345,7 +347,7 @@ def write_report(models: list[str], seeds: list[int], reports: Path, split_summa
         " is the yardstick for comparing its times with another machine's (docs/hardware.md).",
         f"- Code: git commit {env['git_commit']}. Every run is in MLflow (experiment `{env['mlflow_experiment']}`,"
         " run name `<model>-<seed>`) with its params, curves, model and environment.",
-        "- Test set: the 10,000 MNIST test images, read once per run, after training.",
+        f"- Test set: the 10,000 {dataset.title} test images, read once per run, after training.",
     ]
     out = reports / "comparison.md"
     write_text(out, "\n".join(lines) + "\n")

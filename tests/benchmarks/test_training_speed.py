@@ -11,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from timing import sgemm_seconds, timed
 from mnistbench import data
+from mnistbench.datasets import DATASETS
 from mnistbench.config import load_params
 from mnistbench.models import build_model
 from mnistbench.training import make_optimizer
@@ -27,7 +28,7 @@ def step_flops(model, x, y) -> int:
     return counter.get_total_flops()
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn", "vit", "vit_seed"])
+@pytest.mark.parametrize("name", ["mlp", "cnn", "vit", "vit_writeup"])
 def test_training_step(benchmark, device, name):
     """One forward + backward + optimizer step at the default batch size (32)."""
     benchmark.group = "training step, batch 32"
@@ -49,7 +50,7 @@ def test_training_step(benchmark, device, name):
         optimizer.step()
         return loss
 
-    flops = step_flops(reference, x, y) if name != "vit_seed" else None  # vit_seed draws new layers inside forward
+    flops = step_flops(reference, x, y) if name != "vit_writeup" else None  # vit_writeup draws new layers inside forward
     calibration = sgemm_seconds(device)
     loss = timed(benchmark, device, step, flops or float("nan"), rounds=100, items=batch, kernel=f"train step {name}",
                  impl=name, batch=batch, sgemm_calibration_s=calibration)
@@ -62,7 +63,7 @@ def test_training_step(benchmark, device, name):
 @pytest.fixture(scope="module")
 def mnist_raw(tmp_path_factory, mnist_dir):
     raw = tmp_path_factory.mktemp("raw")
-    data.fetch_raw(raw / "MNIST" / "raw", mnist_dir)
+    data.fetch_raw(raw / "MNIST" / "raw", DATASETS["mnist"], mnist_dir)
     return raw
 
 

@@ -96,4 +96,4 @@ class WriteupViT(ViT):
         self.layers = nn.Sequential(*[ViTLayer(dim, heads, dim_head, mlp_dim, dropout) for _ in range(depth)])
 
 
-register("vit_seed", WriteupVitParams, lambda p: WriteupViT(**p.architecture()))
+register("vit_writeup", WriteupVitParams, lambda p: WriteupViT(**p.architecture()))

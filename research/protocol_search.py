@@ -1,9 +1,11 @@
 """Which optimizer and learning rate did the write-up use? Train candidates, compare curves.
 
-    python -m mnistbench.protocol_search --data data/processed --out reference/protocol_search
+    python research/protocol_search.py --data data/processed --out reference/protocol_search
 
-For each candidate, the MLP and CNN are trained under the write-up's protocol (batch 32,
-10 epochs, seed 0) and their per-epoch valid accuracy and losses (write-up convention) are
+One-off research, kept for its committed output (reference/protocol_search.{csv,md}, quoted in
+reports/claims.md); it needs data/processed (`dvc repro split`) and takes about 15 minutes on 2 cores.
+For each candidate, the MLP and CNN are trained under the write-up's protocol (params.yaml's shared
+`train` section: batch 32, 10 epochs; seed 0) and their per-epoch valid accuracy and losses (write-up convention) are
 compared with the write-up's logs. Distance: RMS difference of valid accuracy (points) plus
 RMS relative difference of train and valid losses (percent). The lowest total wins.
 """
@@ -17,10 +19,9 @@ import pandas as pd
 import torch
 
 from mnistbench import data, environment, training
-from mnistbench.config import TrainParams
+from mnistbench.config import Params, load_params
 from mnistbench.files import write_text
-from mnistbench.models.cnn import build_cnn
-from mnistbench.models.mlp import build_mlp
+from mnistbench.models import build_model
 from mnistbench.reporting import markdown_table
 from mnistbench.writeup import load_logs
 
@@ -32,7 +33,6 @@ CANDIDATES = [
     {"optimizer": "sgd", "lr": 0.1},
     {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9},
 ]
-BUILDERS = {"mlp": build_mlp, "cnn": build_cnn}
 
 
 def distance(history: pd.DataFrame, logged: pd.DataFrame) -> dict:
@@ -46,16 +46,17 @@ def distance(history: pd.DataFrame, logged: pd.DataFrame) -> dict:
             "total": acc + (train + valid) / 10}
 
 
-def search(processed: Path, logs: Path, models: list[str], candidates: list[dict]) -> pd.DataFrame:
+def search(params: Params, processed: Path, logs: Path, models: list[str], candidates: list[dict]) -> pd.DataFrame:
     logged = load_logs(logs)
     train_set, valid_set = data.load_split(processed, "train"), data.load_split(processed, "valid")
     rows = []
     for model in models:
         theirs = logged[(logged["model"] == model) & (logged["split"] == "valid")]
         for candidate in candidates:
-            tp = TrainParams(**candidate)
+            tp = params.train.model_copy(update=candidate)
             environment.make_deterministic(0, tp.threads)
-            result = training.train(BUILDERS[model](), tp, train_set, valid_set, torch.device("cpu"), 0, name=model)
+            result = training.train(build_model(model, params), tp, train_set, valid_set, torch.device("cpu"), 0,
+                                    name=model)
             history = pd.DataFrame(result.history)
             label = f"{tp.optimizer} lr={tp.lr:g}" + (f" momentum={tp.momentum:g}" if tp.momentum else "")
             rows.append({"model": model, "candidate": label, **distance(history, theirs),
@@ -66,7 +67,7 @@ def search(processed: Path, logs: Path, models: list[str], candidates: list[dict
 
 def summary_markdown(results: pd.DataFrame) -> str:
     lines = [
-        "Command: `python -m mnistbench.protocol_search` (seed 0, batch 32, 10 epochs, pixels in [0, 1]).",
+        "Command: `python research/protocol_search.py` (seed 0, batch 32, 10 epochs, pixels in [0, 1]).",
         "Distance to the write-up's per-epoch logs: RMS of valid-accuracy differences (points) + one tenth of",
         "the RMS relative differences of train and valid 'Average loss' (percent). Lower is closer.",
         "",
@@ -85,8 +86,9 @@ def main() -> None:
     parser.add_argument("--logs", type=Path, default=Path("reference/writeup_logs.csv"))
     parser.add_argument("--out", type=Path, default=Path("reference/protocol_search"))
     parser.add_argument("--models", nargs="+", default=["mlp", "cnn"])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
-    results = search(args.data, args.logs, args.models, CANDIDATES)
+    results = search(load_params(args.params), args.data, args.logs, args.models, CANDIDATES)
     write_text(args.out.with_suffix(".csv"), results.to_csv(index=False))
     write_text(args.out.with_suffix(".md"), summary_markdown(results) + "\n")
     print(summary_markdown(results))

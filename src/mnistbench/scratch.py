@@ -1,0 +1,55 @@
+"""The default pipeline, run by `dvc repro` in a scratch copy of the project with some params changed.
+
+For runs whose results must not touch the project's own dvc.lock, reports and outputs: the pipeline on a
+GPU (gpu_check.py), on another dataset (dataset_comparison.py). The copy holds what a fresh checkout has.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def copy_project(dest: Path) -> None:
+    """The files git would commit (tracked, and untracked ones not ignored), as a fresh checkout has them."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                            cwd=ROOT, capture_output=True, check=True).stdout.decode().split("\0")
+    for rel in filter(None, listed):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+
+
+@contextmanager
+def repro(edit: Callable[[dict], None], env: dict | None = None,
+          timeout: float | None = None) -> Iterator[tuple[Path, subprocess.CompletedProcess, float]]:
+    """Yield (the scratch project, the finished `dvc repro`, its wall seconds) after `edit` changed its
+    params.yaml in place; the copy is deleted afterwards. A run past `timeout` raises TimeoutExpired."""
+    with tempfile.TemporaryDirectory(prefix="mnistbench-scratch-") as scratch:
+        project = Path(scratch)
+        copy_project(project)
+        for stale in ("dvc.lock", "reports"):  # the committed run's: this one writes its own
+            path = project / stale
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        params = yaml.safe_load((project / "params.yaml").read_text())
+        edit(params)
+        (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        full_env = os.environ | (env or {}) | {  # DVC runs each stage's `python` from PATH: this interpreter's
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        started = time.perf_counter()
+        done = subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro"], cwd=project, env=full_env,
+                              timeout=timeout, capture_output=True, text=True)
+        yield project, done, time.perf_counter() - started
