@@ -22,7 +22,7 @@ from mnistbench import data, environment, training
 from mnistbench.config import Params, load_params
 from mnistbench.files import write_text
 from mnistbench.models import build_model
-from mnistbench.reporting import markdown_table
+from mnistbench.tables import markdown_table
 from mnistbench.writeup import load_logs
 
 CANDIDATES = [

@@ -44,6 +44,10 @@ def imported_modules(path: Path) -> set[Path]:
     return found
 
 
+# Files a module reads at run time besides code: they decide its output as much as its code does.
+READS = {"reporting.py": ["templates"]}
+
+
 def import_closure(script: Path) -> set[Path]:
     seen, todo = set(), [script]
     while todo:
@@ -51,7 +55,7 @@ def import_closure(script: Path) -> set[Path]:
             if module not in seen:
                 seen.add(module)
                 todo.append(module)
-    return seen
+    return seen | {PACKAGE / data for module in seen for data in READS.get(module.name, [])}
 
 
 def stage_deps(dvc_yaml: Path) -> dict[str, tuple[Path, list[Path]]]:

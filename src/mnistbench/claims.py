@@ -21,7 +21,9 @@ from mnistbench.data import load_split, to_float
 from mnistbench.files import read_csv, read_json, write_text
 from mnistbench.models import count_parameters
 from mnistbench.models.cnn import build_cnn
-from mnistbench.reporting import load_runs, markdown_table, mean_ci
+from mnistbench.reporting import load_runs
+from mnistbench.stats import mean_ci
+from mnistbench.tables import markdown_table
 from mnistbench.writeup import load_logs
 
 

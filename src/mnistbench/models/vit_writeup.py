@@ -23,6 +23,17 @@ from mnistbench.models import register
 from mnistbench.models.vit import ViT, VitParams
 
 
+# One line per difference from our `vit`, for the report.
+DIFFERENCES_FROM_VIT = [
+    "attention projections: vit_writeup draws new random Q/K/V weights on every forward pass and never trains them; vit learns one fused QKV projection",
+    "values: vit_writeup projects values with the key matrix (v = w_k(x)); vit has its own value projection",
+    "attention kernel: vit_writeup computes softmax(QK^T/sqrt(d))V by hand per head; vit calls F.scaled_dot_product_attention for all heads at once",
+    "normalisation: vit_writeup puts LayerNorm at the end of each residual branch (post-branch); vit normalises the input of each branch (pre-norm)",
+    "MLP activation: vit_writeup uses ReLU (as written); vit uses GELU",
+    "training recipe: vit_writeup uses the write-up's protocol (Adam, constant LR); vit uses AdamW, weight decay 0.05, 1 warm-up epoch and cosine decay",
+]
+
+
 class WriteupVitParams(VitParams):
     """Our ViT's sizes, plus the width of each head (the write-up's SingleHeadAttention has its own)."""
 
