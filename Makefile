@@ -24,7 +24,11 @@ $(FASHION_MNIST_DIR):
 	  { apt-get update -qq >/dev/null 2>&1; apt-get install -y -qq dataset-fashion-mnist >/dev/null; }; \
 	else echo "note: $@ missing and not installable here (apt-get dataset-fashion-mnist needs root)"; fi
 
-setup: $(BIN)/dvc $(FASHION_MNIST_DIR)
+# The page `dvc plots show` writes, with vega inlined so that it renders offline (mnistbench/plots_page.py).
+.dvc/plots/index.html: .dvc/plots/page.html $(BIN)/dvc
+	$(BIN)/python -m mnistbench.plots_page
+
+setup: $(BIN)/dvc $(FASHION_MNIST_DIR) .dvc/plots/index.html
 
 repro: setup  ## the whole pipeline with the defaults of params.yaml
 	$(BIN)/dvc repro
@@ -50,5 +54,5 @@ bench: setup  ## kernel and training-step benchmarks on this machine -> reports/
 gpu-check: setup  ## on a machine with a CUDA GPU: its benchmarks and the default pipeline on it (a few minutes)
 	$(BIN)/python -m mnistbench.gpu_check
 
-ui: setup  ## browse and compare the runs, on this machine only
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+ui: setup  ## browse and compare the runs, on this machine only; prints the links to the training runs
+	$(BIN)/python -m mnistbench.ui

@@ -1,9 +1,11 @@
-"""DVC stage `report`: reports/comparison.md and the pictures it links."""
+"""DVC stage `report`: reports/comparison.md and the pictures it links; in MLflow, each model's trainings
+grouped under an aggregate run, and its best one registered."""
 
 from pathlib import Path
 
 from mnistbench.config import ParamsError, read_yaml
-from mnistbench.reporting import write_report
+from mnistbench import tracking
+from mnistbench.reporting import load_runs, write_report
 from mnistbench.cli import exit_on_error, params_of, stage_parser
 
 
@@ -20,9 +22,16 @@ def main() -> None:
     goals = read_yaml(args.gates).get("accuracy")
     if not isinstance(goals, dict):
         raise ParamsError(f"{args.gates}: expected an `accuracy` section of model names and test accuracies")
+    if not params.data.source().writeup:
+        goals = {}  # the goals are MNIST's
     out = write_report(params.model_names(), params.seeds.train, args.reports, args.split_summary, args.writeup_logs,
                        args.time_to_accuracy, goals, params.data.source())
     print(f"wrote {out}")
+    runs = load_runs(params.model_names(), params.seeds.train, args.reports)
+    records = runs[["model", "seed", "mlflow_run_id", "test_accuracy"]].to_dict("records")
+    grouped = tracking.summarize_models(params.mlflow.experiment, records)
+    print(f"MLflow (experiment {params.mlflow.experiment}): {sum(grouped.values())} trainings grouped under "
+          f"{len(grouped)} model runs, the best of each registered with the alias 'best'")
 
 
 if __name__ == "__main__":

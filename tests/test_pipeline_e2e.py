@@ -43,6 +43,8 @@ def tiny_project(tmp_path_factory, mnist_dir):
         "pipeline": {"models": ["mlp", "vit_writeup"]}, "seeds": {"train": [0, 1]},
         "mlflow": {"experiment": "mnistbench-reproduce"},
     }))
+    page = ROOT / ".dvc" / "plots" / "index.html"  # made by `make setup`, ignored by git
+    shutil.copyfile(page, project / ".dvc" / "plots" / "index.html")
     for stale in ("dvc.lock", "reports", "reproduce/dvc.lock", "reproduce/reports"):  # the committed full runs
         path = project / stale
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
@@ -60,7 +62,9 @@ def test_report_has_a_row_per_model(tiny_project):
     first_table = first_table[:first_table.index("")]
     rows = first_table[2:]
     assert [row.split("|")[1].strip() for row in rows] == MODELS
-    assert "| 2,000 |" in rows[0]  # the tiny profile's train images
+    assert len(rows[0].split("|")) - 2 <= 8  # the main table reads at a glance
+    details = lines[lines.index(next(line for line in lines if line.startswith("| run"))):]
+    assert "| 2,000 |" in details[2]  # the tiny profile's train images
     for name in MODELS:
         assert (project / "reports" / "figures" / f"{name}_curves.png").stat().st_size > 10_000
 
@@ -75,7 +79,7 @@ def test_time_to_accuracy_stage(tiny_project):
         assert r["environment"]["threads"] >= 1
     report = (project / "reports" / "comparison.md").read_text()
     assert "time to accuracy (valid)" in report and "## Time to accuracy" in report
-    assert "## Tuned variants" in report and "https://github.com/asnelt/mnistvit" in report
+    assert "## Goals and tuned variants" in report and "https://github.com/asnelt/mnistvit" in report
 
 
 def test_metrics_files(tiny_project):
@@ -90,13 +94,44 @@ def test_metrics_files(tiny_project):
     assert shown.returncode == 0 and "test_accuracy" in shown.stdout
 
 
+def test_dvc_metrics_are_a_small_summary_of_the_main_pipeline(tiny_project):
+    project, env = tiny_project
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], project, env).stdout)
+    files = next(iter(shown.values()))["data"]  # keyed by revision: the workspace
+    assert sorted(files) == sorted(f"reports/summary/{m}-0.json" for m in MODELS)  # no reproduce/, no environment
+    for summary in files.values():
+        assert sorted(summary["data"]) == ["parameters", "test_accuracy", "test_loss", "train_seconds"]
+    table = run(["dvc", "metrics", "show"], project, env).stdout
+    assert max(map(len, table.splitlines())) <= 200
+    asked = run(["dvc", "metrics", "show", "reproduce/reports/summary"], project, env)
+    assert asked.returncode == 0 and "reproduce/reports/summary/vit_writeup-1.json" in asked.stdout
+
+
+def test_dvc_plots_render_offline_with_labelled_axes_and_a_colour_per_run(tiny_project):
+    project, env = tiny_project
+    shown = run(["dvc", "plots", "show", "-o", "plots-page"], project, env)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    page = (project / "plots-page" / "index.html").read_text()
+    assert "cdn.jsdelivr" not in page and "vegaEmbed" in page and page.count("<script>") >= 3
+    spec = json.loads(run(["dvc", "plots", "show", "--json"], project, env).stdout)["data"]
+    curves = spec["valid_accuracy"][0]["content"]
+    assert curves["encoding"]["color"]["field"] == "filename"  # one colour per run
+    assert curves["encoding"]["y"]["title"] == "valid accuracy" and curves["encoding"]["x"]["title"] == "epoch"
+    assert sorted({v["filename"] for v in curves["data"]["values"]}) == sorted(f"{m}-0.csv" for m in MODELS)
+    assert not any(key.startswith("reproduce/") for key in spec)  # the reproduction's runs are not in the main view
+
+
 def test_one_mlflow_run_per_model_with_metrics(tiny_project):
     project, _ = tiny_project
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("mnistbench")
-    runs = client.search_runs([experiment.experiment_id])
+    everything = client.search_runs([experiment.experiment_id])
+    runs = [r for r in everything if "mnistbench.model" not in r.data.tags]  # trainings, not the model summaries
     assert sorted(r.info.run_name for r in runs) == sorted(f"{name}-0" for name in MODELS)
+    summaries = {r.info.run_name: r.info.run_id for r in everything if "mnistbench.model" in r.data.tags}
+    assert sorted(summaries) == sorted(MODELS)  # the report stage groups each model's trainings
     for r in runs:
+        assert r.data.tags["mlflow.parentRunId"] == summaries[r.info.run_name.removesuffix("-0")]
         assert r.info.status == "FINISHED"
         assert 0.0 < r.data.metrics["test_accuracy"] <= 1.0
         if r.info.run_name.removesuffix("-0") in LEARN_IN_ONE_EPOCH:

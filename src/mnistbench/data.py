@@ -146,7 +146,8 @@ def class_histogram(labels: torch.Tensor) -> list[int]:
     return torch.bincount(labels, minlength=NUM_CLASSES).tolist()
 
 
-def _digest(t: torch.Tensor) -> str:
+def digest(t: torch.Tensor) -> str:
+    """SHA-256 of a tensor's bytes: the identity of a split in reports/split.json and in MLflow."""
     return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()
 
 
@@ -176,8 +177,8 @@ def make_splits(raw_dir: str | Path, out_dir: str | Path, train_size: int, valid
             summary["splits"][name] = {
                 "count": len(y),
                 "class_counts": class_histogram(y),
-                "sha256_images": _digest(x),
-                "sha256_labels": _digest(y),
+                "sha256_images": digest(x),
+                "sha256_labels": digest(y),
             }
     return summary
 

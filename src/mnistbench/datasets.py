@@ -22,7 +22,7 @@ class Dataset:
     local_dir: str  # where a local copy is, by default (`data.local_dir: default`)
     install_hint: str  # what to do when that folder is missing
     mirrors: tuple[str, ...]  # download sources, for `data.local_dir: null`
-    writeup: bool = False  # the write-up's claims are about this dataset
+    writeup: bool = False  # the write-up's claims, and the accuracy goals of gates.yaml, are about this dataset
     published: list[dict] = field(default_factory=list)  # published results, for context in the report
 
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
+import tempfile
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from mnistbench import data, environment, evaluation, time_to_accuracy as tta, tracking, training
 from mnistbench.config import Params, run_name
+from mnistbench.figures import plot_confusion, plot_curves
 from mnistbench.files import atomic_path, json_text, read_json, write_json, write_text
 from mnistbench.models import build_model, count_parameters
 
@@ -36,7 +40,8 @@ def train(params: Params, name: str, seed: int, processed_dir: Path, models_dir:
 
     env = environment.describe(device)
     run_params = {"model": name, "seed": seed, "dataset": params.data.dataset, "split": params.split.model_dump(),
-                  "train": tp.model_dump(), "arch": section, "precision": precision}
+                  "train": tp.model_dump(), "arch": section, "precision": precision,
+                  "parameters": count_parameters(model)}
     tags = {f"env.{k}": str(v) for k, v in env.items()} | {"mlflow.source.git.commit": env["git_commit"]}
     checkpoint = training.Checkpoint(checkpoints / f"{run}.ckpt", training.fingerprint(run_params))
     saved = checkpoint.load()  # a killed training continues its MLflow run, as it continues its epochs
@@ -47,12 +52,14 @@ def train(params: Params, name: str, seed: int, processed_dir: Path, models_dir:
         run_id = active.info.run_id
         checkpoint.meta = {"mlflow_run_id": run_id}
         logged = tracking.logged_steps(run_id, "valid_accuracy")
-        if not logged:
-            tracking.log_metrics({"parameters": count_parameters(model)})
+        if not logged:  # a new run; a resumed one has its inputs already
+            for split, (images, labels) in (("train", train_set), ("valid", valid_set)):
+                tracking.log_split(f"{params.data.dataset}-{split}", images, labels, data.digest(images),
+                                   "training" if split == "train" else "validation")
 
         def on_epoch(record: dict) -> None:
             if record["epoch"] not in logged:  # a resumed run logged its first epochs before the kill
-                tracking.log_metrics(record, step=record["epoch"])
+                tracking.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
 
         result = training.train(model, tp, train_set, valid_set, device, seed, checkpoint, on_epoch=on_epoch, name=run)
         tracking.log_metrics({"train_seconds": result.train_seconds, "images_per_second": result.images_per_second})
@@ -60,7 +67,13 @@ def train(params: Params, name: str, seed: int, processed_dir: Path, models_dir:
 
         with atomic_path(models_dir / f"{run}.pt") as tmp:
             torch.save(model.state_dict(), tmp)
-        write_text(reports / "history" / f"{run}.csv", _csv(result.history))
+        history_csv = reports / "history" / f"{run}.csv"
+        write_text(history_csv, _csv(result.history))
+        tracking.log_artifact(history_csv, "history")
+        with tempfile.TemporaryDirectory() as scratch:
+            curves = Path(scratch) / f"{run}_curves.png"
+            plot_curves(run, pd.DataFrame(result.history), curves)
+            tracking.log_artifact(curves, "figures")
         best = max(result.history, key=lambda r: r["valid_accuracy"])
         write_json(reports / "train" / f"{run}.json", {
             "model": name,
@@ -97,13 +110,22 @@ def evaluate(params: Params, name: str, seed: int, processed_dir: Path, models_d
     trained = read_json(reports / "train" / f"{run}.json")
     rows = [{"actual": a, "predicted": p} for a, p in zip(labels.tolist(), predictions.tolist())]
     metrics_path, predictions_path = reports / "metrics" / f"{run}.json", reports / "predictions" / f"{run}.csv"
+    summary_path = reports / "summary" / f"{run}.json"
+    summary = {"test_accuracy": metrics["test_accuracy"], "test_loss": metrics["test_loss"],
+               "parameters": trained["parameters"], "train_seconds": round(trained["train_seconds"], 1)}
     # Both or neither: the files are renamed into place only after MLflow took the same numbers.
-    with atomic_path(metrics_path) as metrics_tmp, atomic_path(predictions_path) as predictions_tmp:
+    with atomic_path(metrics_path) as metrics_tmp, atomic_path(predictions_path) as predictions_tmp, \
+            atomic_path(summary_path) as summary_tmp, tempfile.TemporaryDirectory() as scratch:
         metrics_tmp.write_text(json_text(metrics_path, metrics))
+        summary_tmp.write_text(json_text(summary_path, summary))
         predictions_tmp.write_text(_csv(rows))  # for `dvc plots show`'s confusion template
+        confusion, tested = Path(scratch) / f"{run}_confusion.png", Path(scratch) / f"{run}.json"
+        plot_confusion(run, metrics["confusion_matrix"], confusion)
+        shutil.copyfile(metrics_tmp, tested)
         tracking.log_test_metrics(
             params.mlflow.experiment, trained["mlflow_run_id"],
             {k: metrics[k] for k in ("test_accuracy", "test_loss", "test_loss_writeup")},
+            artifacts={confusion: "figures", tested: "test"},
         )
     print(f"{run}: test accuracy {metrics['test_accuracy']:.4f} ({metrics['test_correct']}/{metrics['test_count']}), "
           f"loss {metrics['test_loss']:.4f}")

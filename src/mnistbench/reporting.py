@@ -16,7 +16,7 @@ from mnistbench.datasets import DATASETS, Dataset
 from mnistbench.figures import plot_confusion, plot_curves, plot_seeds, plot_vs_writeup
 from mnistbench.files import read_csv, read_json, write_text
 from mnistbench.models.vit_writeup import DIFFERENCES_FROM_VIT
-from mnistbench.tables import (comparison_rows, goal_rows, machine_summary, markdown_table, recipe_line,
+from mnistbench.tables import (comparison_rows, detail_rows, goal_rows, machine_summary, markdown_table, recipe_line,
                                time_to_accuracy_rows)
 from mnistbench.writeup import load_logs
 
@@ -66,7 +66,7 @@ def write_report(models: list[str], seeds: list[int], reports: Path, split_summa
     goal_table = goal_rows(runs, goals or {})
     text = TEMPLATES.get_template("comparison.md.j2").render(
         dataset=dataset, models=models, seeds=seeds, env=env, machine=machine_summary(env),
-        comparison=markdown_table(comparison_rows(runs, tta)),
+        comparison=markdown_table(comparison_rows(runs, tta)), details=markdown_table(detail_rows(runs)),
         goals=markdown_table(goal_table) if goal_table else "",
         published=markdown_table(dataset.published) if dataset.published else "",
         time_to_accuracy=markdown_table(time_to_accuracy_rows(tta)) if tta else "",

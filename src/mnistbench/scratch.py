@@ -47,8 +47,11 @@ def repro(edit: Callable[[dict], None], env: dict | None = None,
         params = yaml.safe_load((project / "params.yaml").read_text())
         edit(params)
         (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        full_env = os.environ | (env or {}) | {  # DVC runs each stage's `python` from PATH: this interpreter's
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        full_env = os.environ | (env or {}) | {
+            # DVC runs each stage's `python` from PATH: this interpreter's, importing the copy's code (its
+            # dvc.lock records that code's hashes), not the project's, which may change while the copy runs.
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PYTHONPATH": str(project / "src")}
         started = time.perf_counter()
         done = subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro"], cwd=project, env=full_env,
                               timeout=timeout, capture_output=True, text=True)

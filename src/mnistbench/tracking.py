@@ -8,8 +8,12 @@ copy under `.dvc/tmp/exps/`, the default still points at the original project's 
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import os
 import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +25,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
 import mlflow  # noqa: E402
+import mlflow.data  # noqa: E402
 import sqlalchemy.exc  # noqa: E402
 import torch  # noqa: E402
 from mlflow.models import infer_signature  # noqa: E402
@@ -29,6 +34,15 @@ from mnistbench.errors import MnistbenchError  # noqa: E402
 
 # SQLite allows one writer at a time; concurrent runs (dvc queue start -j 3) retry instead of failing.
 LOCK_RETRIES = 20
+# MLflow 3's UI opens an experiment of this kind on its training runs, not on the GenAI (traces) view.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+# The run list's columns and order, as an MLflow UI "shared view" stored on the experiment; the links
+# `make ui` prints open it (...&viewStateShareKey=mnistbench). MLflow has no server-side default columns.
+RUN_LIST_VIEW = ("mlflow.sharedViewState.mnistbench", json.dumps({
+    "selectedColumns": ["metrics.`test_accuracy`", "metrics.`test_accuracy_mean`", "metrics.`test_accuracy_ci95`",
+                        "metrics.`n`", "params.`model`", "params.`seed`", "params.`precision`",
+                        "metrics.`train_seconds`"],
+    "orderByKey": "metrics.`test_accuracy`", "orderByAsc": False}))
 # A tracking server is probed once, briefly, before a run: one that does not answer fails the stage in
 # seconds instead of after MLflow's retries (minutes). The run itself keeps MLflow's retries.
 PROBE_TIMEOUT_S = 5
@@ -121,11 +135,15 @@ def _experiment_id(uri: str, experiment: str) -> str:
                               f"restore it (mlflow experiments restore --experiment-id {found.experiment_id}) or name "
                               "another one")
     if found:
+        for key, value in (EXPERIMENT_KIND, RUN_LIST_VIEW):
+            if found.tags.get(key) != value:
+                _retry_locked(mlflow.MlflowClient().set_experiment_tag, found.experiment_id, key, value)
         return found.experiment_id
     location = None
     if uri.startswith("sqlite:///"):
         location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
-    return _retry_locked(mlflow.create_experiment, experiment, artifact_location=location)
+    return _retry_locked(mlflow.create_experiment, experiment, artifact_location=location,
+                         tags=dict([EXPERIMENT_KIND, RUN_LIST_VIEW]))
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -180,9 +198,35 @@ def start_run(experiment: str, run_name: str, params: dict, tags: dict, resume: 
             _retry_locked(mlflow.set_tags, _process_tags())
             return run
     close_abandoned(experiment_id, run_name)
-    run = _retry_locked(mlflow.start_run, experiment_id=experiment_id, run_name=run_name, tags=tags | _process_tags())
+    run = _retry_locked(mlflow.start_run, experiment_id=experiment_id, run_name=run_name, log_system_metrics=True,
+                        tags=tags | _process_tags() | _lineage_tags())
     _retry_locked(mlflow.log_params, flatten(params))
     return run
+
+
+def _lineage_tags() -> dict:
+    """Which code and which DVC experiment made a run: the commit is tagged by the caller; here the rest."""
+    try:
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                text=True, timeout=10)
+        dirty = "unknown" if status.returncode else str(bool(status.stdout.strip())).lower()
+    except (OSError, subprocess.SubprocessError):
+        dirty = "unknown"
+    tags = {"mnistbench.git_dirty": dirty}
+    if os.environ.get("DVC_EXP_NAME"):  # set by `dvc exp run` for the stages it runs
+        tags["mnistbench.dvc_experiment"] = os.environ["DVC_EXP_NAME"]
+    return tags
+
+
+def log_split(name: str, images: torch.Tensor, labels: torch.Tensor, digest: str, context: str) -> None:
+    """A data split as an MLflow dataset input of the active run, named and digested as reports/split.json does."""
+    dataset = mlflow.data.from_numpy(images.reshape(len(images), -1).numpy(), targets=labels.numpy(), name=name,
+                                     digest=digest[:20], source=f"{name}.pt")
+    _retry_locked(mlflow.log_input, dataset, context=context)
+
+
+def log_artifact(path: Path, folder: str) -> None:
+    _retry_locked(mlflow.log_artifact, str(path), folder)
 
 
 def logged_steps(run_id: str, metric: str) -> set[int]:
@@ -209,8 +253,70 @@ def log_model(model: torch.nn.Module, example: torch.Tensor) -> None:
     )
 
 
-def log_test_metrics(experiment: str, run_id: str, metrics: dict) -> None:
-    """Add the final test metrics to a finished training run."""
+def log_test_metrics(experiment: str, run_id: str, metrics: dict, artifacts: dict[Path, str] | None = None) -> None:
+    """Add the final test metrics, and artifacts (path -> folder), to a finished training run."""
     connect(experiment)
     with _retry_locked(mlflow.start_run, run_id=run_id):
         log_metrics(metrics)
+        for path, folder in (artifacts or {}).items():
+            _retry_locked(mlflow.log_artifact, str(path), folder)
+
+
+def summarize_models(experiment: str, runs: list[dict]) -> dict[str, int]:
+    """Group each model's trainings in MLflow, and register its best one; return model -> trainings grouped.
+
+    Per model (runs: dicts with model, seed, mlflow_run_id, test_accuracy), an aggregate run named after
+    the model holds the mean, 95% interval and count of its trainings' test accuracy as sortable metrics,
+    and the trainings become its child runs (the UI nests them). Its best training's model is registered
+    as `<experiment>-<model>` with the alias `best`. Reruns over the same trainings update, not duplicate."""
+    from mnistbench.stats import mean_ci
+
+    experiment_id = connect(experiment)
+    client = mlflow.MlflowClient()
+    aggregates = {}
+    for model in dict.fromkeys(r["model"] for r in runs):
+        group = [r for r in runs if r["model"] == model and _exists(client, r["mlflow_run_id"])]
+        if not group:
+            continue
+        children = sorted(r["mlflow_run_id"] for r in group)
+        key = hashlib.sha256(" ".join(children).encode()).hexdigest()[:16]
+        found = _retry_locked(client.search_runs, [experiment_id],
+                              filter_string=f"tags.`mnistbench.aggregate` = '{key}'", max_results=1)
+        if found:
+            run_id = found[0].info.run_id
+        else:
+            run_id = _retry_locked(client.create_run, experiment_id, run_name=model, tags={
+                "mnistbench.aggregate": key, "mnistbench.model": model,
+                "mlflow.note.content": f"{model}: the test accuracy of its {len(group)} training(s), seeds "
+                                       f"{', '.join(str(r['seed']) for r in group)}; they are this run's children."}).info.run_id
+        accuracies = [r["test_accuracy"] for r in group]
+        mean, half = mean_ci(accuracies)
+        metrics = {"test_accuracy_mean": mean, "n": len(group), "test_accuracy_min": min(accuracies),
+                   "test_accuracy_max": max(accuracies)} | ({} if len(group) < 2 else {"test_accuracy_ci95": half})
+        for name, value in metrics.items():
+            _retry_locked(client.log_metric, run_id, name, float(value))
+        _retry_locked(client.set_terminated, run_id, "FINISHED")
+        for child in children:
+            _retry_locked(client.set_tag, child, "mlflow.parentRunId", run_id)
+        _register_best(client, f"{experiment}-{model}", max(group, key=lambda r: r["test_accuracy"])["mlflow_run_id"])
+        aggregates[model] = len(group)
+    return aggregates
+
+
+def _exists(client: mlflow.MlflowClient, run_id: str) -> bool:
+    try:
+        client.get_run(run_id)
+        return True
+    except mlflow.exceptions.MlflowException:
+        print(f"warning: MLflow run {run_id} is not in {tracking_uri()}; left out of the model summary", file=sys.stderr)
+        return False
+
+
+def _register_best(client: mlflow.MlflowClient, name: str, run_id: str) -> None:
+    try:
+        current = client.get_model_version_by_alias(name, "best")
+    except mlflow.exceptions.MlflowException:
+        current = None
+    if current is None or current.run_id != run_id:
+        version = _retry_locked(mlflow.register_model, f"runs:/{run_id}/model", name)
+        _retry_locked(client.set_registered_model_alias, name, "best", version.version)

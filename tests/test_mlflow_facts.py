@@ -1,0 +1,87 @@
+"""What an MLflow user sees, checked through MLflow's client on a real store: trainings run by the real stage
+scripts, then the report stage's model summary."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import ROOT
+from mnistbench import tracking
+from test_reliability import fake_processed, tiny_params, train_cmd
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """mlp seeds 0 and 1 and cnn seed 0, trained and evaluated (1 epoch on random images), then summarized."""
+    work = tmp_path_factory.mktemp("mlflow-facts")
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    env = {**__import__("os").environ, "MLFLOW_TRACKING_URI": uri}
+    processed = fake_processed(work / "processed", n_train=256, n_valid=64)
+    params = tiny_params(work / "params.yaml", epochs=1)
+    records = []
+    for model, seed in (("mlp", 0), ("mlp", 1), ("cnn", 0)):
+        cmd = train_cmd(work, processed, params, model=model)
+        cmd[cmd.index("--seed") + 1] = str(seed)
+        subprocess.run(cmd, env=env, check=True, capture_output=True)
+        subprocess.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), model, "--seed", str(seed), "--data",
+                        str(processed), "--params", str(params), "--models-dir", str(work / "models"), "--reports",
+                        str(work / "reports")], env=env, check=True, capture_output=True)
+        trained = json.loads((work / "reports" / "train" / f"{model}-{seed}.json").read_text())
+        tested = json.loads((work / "reports" / "metrics" / f"{model}-{seed}.json").read_text())
+        records.append({"model": model, "seed": seed, "mlflow_run_id": trained["mlflow_run_id"],
+                        "test_accuracy": tested["test_accuracy"]})
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", uri)
+    tracking.summarize_models("mnistbench", records)
+    tracking.summarize_models("mnistbench", records)  # a rerun of the report stage: nothing doubles
+    yield MlflowClient(uri), records
+    mp.undo()
+
+
+def test_the_experiment_opens_on_training_runs_with_accuracy_model_and_seed_columns(store):
+    client, _ = store
+    tags = client.get_experiment_by_name("mnistbench").tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    view = json.loads(tags["mlflow.sharedViewState.mnistbench"])  # what `make ui`'s links open
+    assert {"metrics.`test_accuracy`", "params.`model`", "params.`seed`"} <= set(view["selectedColumns"])
+    assert view["orderByKey"] == "metrics.`test_accuracy`" and view["orderByAsc"] is False
+
+
+def test_a_training_run_has_its_data_curves_artifacts_and_lineage(store):
+    client, records = store
+    run = client.get_run(records[0]["mlflow_run_id"])
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"mnist-train", "mnist-valid"} and all(len(d.dataset.digest) == 20 for d in inputs.values())
+    assert "epoch" not in run.data.metrics and "parameters" not in run.data.metrics  # step-indexed: per epoch only
+    assert run.data.params["parameters"] == "89610" and run.data.params["seed"] == "0"
+    assert run.data.tags["mnistbench.git_dirty"] in ("true", "false") and run.data.tags["mlflow.source.git.commit"]
+    artifacts = {f.path for folder in ("history", "figures", "test")
+                 for f in client.list_artifacts(run.info.run_id, folder)}
+    assert artifacts == {"history/mlp-0.csv", "figures/mlp-0_curves.png", "figures/mlp-0_confusion.png", "test/mlp-0.json"}
+
+
+def test_each_model_groups_its_seeds_under_an_aggregate_run(store):
+    client, records = store
+    experiment = client.get_experiment_by_name("mnistbench").experiment_id
+    aggregates = client.search_runs([experiment], filter_string="tags.`mnistbench.model` != ''",
+                                    order_by=["metrics.test_accuracy_mean DESC"])
+    assert sorted(r.info.run_name for r in aggregates) == ["cnn", "mlp"]  # one each, after two summaries
+    mlp = next(r for r in aggregates if r.info.run_name == "mlp")
+    accuracies = [r["test_accuracy"] for r in records if r["model"] == "mlp"]
+    assert mlp.data.metrics["n"] == 2 and mlp.data.metrics["test_accuracy_mean"] == pytest.approx(sum(accuracies) / 2)
+    assert "test_accuracy_ci95" in mlp.data.metrics and mlp.info.status == "FINISHED"
+    children = client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{mlp.info.run_id}'")
+    assert sorted(r.info.run_name for r in children) == ["mlp-0", "mlp-1"]
+
+
+def test_the_best_training_of_each_model_is_registered_with_an_alias(store):
+    client, records = store
+    best = max((r for r in records if r["model"] == "mlp"), key=lambda r: r["test_accuracy"])
+    version = client.get_model_version_by_alias("mnistbench-mlp", "best")
+    assert version.run_id == best["mlflow_run_id"]
+    assert len(client.search_model_versions("name='mnistbench-mlp'")) == 1  # the second summary registered nothing
