@@ -19,7 +19,7 @@ def main() -> None:
     parser.add_argument("--gates", type=Path, default=Path("gates.yaml"), help="the accuracy goals (its `accuracy`)")
     args = parser.parse_args()
     params = params_of(args)
-    goals = read_yaml(args.gates).get("accuracy")
+    goals = read_yaml(args.gates, "the CI gates (accuracy goals)").get("accuracy")
     if not isinstance(goals, dict):
         raise ParamsError(f"{args.gates}: expected an `accuracy` section of model names and test accuracies")
     if not params.data.source().writeup:

@@ -260,15 +260,16 @@ def _batch_fits(params: Params, tp: TrainParams, overrides: list[str]) -> None:
                       f"expected at most {images} (found {tp.batch_size})")
 
 
-def read_yaml(path: Path) -> dict:
+def read_yaml(path: Path, what: str = "the pipeline's parameters") -> dict:
+    """A YAML file holding `what` (for the messages), as a mapping."""
     if not path.is_file():
         found = "a folder, not a file" if path.is_dir() else "file not found"
-        raise ParamsError(f"{path}: {found}; expected the pipeline's parameters in YAML")
+        raise ParamsError(f"{path}: {found}; expected {what} in YAML")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:
         raise ParamsError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
-                          "expected the pipeline's parameters in UTF-8 YAML") from None
+                          f"expected {what} in UTF-8 YAML") from None
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
     if raw is not None and not isinstance(raw, dict):
