@@ -1,4 +1,4 @@
-"""DVC stage `claims` (reproduce/dvc.yaml): reports/claims.md, the write-up's claims checked."""
+"""DVC stage `claims`: reports/claims.md, the write-up's claims checked against this run."""
 
 from pathlib import Path
 
@@ -18,7 +18,7 @@ def main() -> None:
     args = parser.parse_args()
     params = params_of(args)
     write_claims(params.model_names(), params.seeds.train, args.reports, args.split_summary, args.data,
-                 args.writeup_logs, args.protocol_search, args.out)
+                 args.writeup_logs, args.protocol_search, args.out, params.data.source())
     print(f"wrote {args.out}")
 
 

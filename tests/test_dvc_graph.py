@@ -73,8 +73,7 @@ def covered(module: Path, deps: list[Path]) -> bool:
     return any(module == dep or dep in module.parents for dep in deps)
 
 
-@pytest.mark.parametrize("dvc_yaml", ["dvc.yaml", "reproduce/dvc.yaml"])
-def test_every_imported_module_is_a_dependency_of_its_stage(dvc_yaml):
+def test_every_imported_module_is_a_dependency_of_its_stage(dvc_yaml="dvc.yaml"):
     missing = []
     for stage, (script, deps) in stage_deps(ROOT / dvc_yaml).items():
         assert script in deps, f"{dvc_yaml}: stage {stage} does not depend on its own script {script.name}"

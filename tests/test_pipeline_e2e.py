@@ -49,10 +49,14 @@ def tiny_project(tmp_path_factory, mnist_dir):
         path = project / stale
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"MNIST_DIR": str(mnist_dir)}
-    for target in ("dvc.yaml", "reproduce/dvc.yaml"):
-        result = run(["dvc", "repro", target], project, env)
+    for cmd in (["dvc", "repro"], reproduce_cmd()):
+        result = run(cmd, project, env | {"PYTHONPATH": str(project / "src")})
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return project, env
+
+
+def reproduce_cmd():
+    return [sys.executable, "-m", "mnistbench.variant", "reproduce"]  # what `make reproduce` runs
 
 
 def test_report_has_a_row_per_model(tiny_project):
@@ -176,14 +180,35 @@ def test_a_changed_module_makes_the_stages_that_import_it_stale(tiny_project):
     assert {f"train@{m}-0" for m in MODELS} <= stale and "split" not in stale and "report" not in stale
 
 
-def test_reproduction_pipeline_writes_claims_with_seed_intervals(tiny_project):
+def test_the_reproduction_variant_writes_claims_with_seed_intervals_into_its_own_folder(tiny_project):
     project, _ = tiny_project
     comparison = (project / "reproduce" / "reports" / "comparison.md").read_text()
     assert "± " in comparison and "(n=2)" in comparison
-    claims = (project / "reports" / "claims.md").read_text()
+    lock = yaml.safe_load((project / "reproduce" / "dvc.lock").read_text())["stages"]
+    assert {"train@mlp-1", "train@vit_writeup-1", "claims"} <= set(lock) and "train@cnn-0" not in lock
+    one_seed = (project / "reports" / "claims.md").read_text()  # the main pipeline's own, over seed 0
+    assert "| mlp: test accuracy 97.60% |" in one_seed and "no interval" in one_seed
+    claims = (project / "reproduce" / "reports" / "claims.md").read_text()
     for claim in ("output 98 x 1", "output 12 x 12 x 3", "CNN: total params 40730", "mlp: test accuracy 97.60%",
                   "vit_writeup: test accuracy 26.91%"):
         assert claim in claims
     assert "| output 12 x 12 x 3 | output 13 x 13 x 8 (formula and torch agree) | refuted |" in claims
     assert "cnn: test accuracy 98.80% | measured | not checkable" not in claims
     assert "| cnn is not in pipeline.models of this run |" in claims  # tiny profile: mlp and vit_writeup only
+
+
+def test_a_variant_rerun_retrains_nothing_and_a_bad_overlay_is_named(tiny_project):
+    project, env = tiny_project
+    env = env | {"PYTHONPATH": str(project / "src")}
+    again = run(reproduce_cmd(), project, env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "Running stage 'train@" not in again.stdout and "Running stage 'evaluate@" not in again.stdout
+    overlay = project / "reproduce" / "params.yaml"
+    original = overlay.read_text()
+    overlay.write_text(yaml.safe_dump(yaml.safe_load(original) | {"seeds": {"train": [0, -1]}}))
+    try:
+        bad = run(reproduce_cmd(), project, env)
+    finally:
+        overlay.write_text(original)
+    assert bad.returncode == 1 and "seeds.train" in bad.stderr and "Traceback" not in bad.stderr
+    assert (project / "reproduce" / "reports" / "claims.md").is_file()  # the previous record is kept

@@ -1,7 +1,7 @@
-"""The default pipeline, run by `dvc repro` in a scratch copy of the project with some params changed.
+"""The default pipeline, run by `dvc repro` in a throw-away copy of the project with some params changed.
 
-For runs whose results must not touch the project's own dvc.lock, reports and outputs: the pipeline on a
-GPU (gpu_check.py), on another dataset (dataset_comparison.py). The copy holds what a fresh checkout has.
+For runs whose results must not touch the project's own dvc.lock, reports and outputs, and need not be kept:
+the pipeline on a GPU (gpu_check.py). The copy holds what a fresh checkout has; variant.py keeps its copies.
 """
 
 from __future__ import annotations
@@ -21,11 +21,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def copy_project(dest: Path) -> None:
-    """The files git would commit (tracked, and untracked ones not ignored), as a fresh checkout has them."""
+def copy_project(dest: Path, skip: list[str] = ()) -> None:
+    """The files git would commit (tracked, and untracked ones not ignored), as a fresh checkout has them,
+    but for those under the top-level names in `skip`."""
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
                             cwd=ROOT, capture_output=True, check=True).stdout.decode().split("\0")
     for rel in filter(None, listed):
+        if rel.split("/")[0] in skip:
+            continue
         src = ROOT / rel
         if src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -40,10 +43,7 @@ def repro(edit: Callable[[dict], None], env: dict | None = None,
     params.yaml in place; the copy is deleted afterwards. A run past `timeout` raises TimeoutExpired."""
     with tempfile.TemporaryDirectory(prefix="mnistbench-scratch-") as scratch:
         project = Path(scratch)
-        copy_project(project)
-        for stale in ("dvc.lock", "reports"):  # the committed run's: this one writes its own
-            path = project / stale
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        copy_project(project, skip=["dvc.lock", "reports"])  # the committed run's: this one writes its own
         params = yaml.safe_load((project / "params.yaml").read_text())
         edit(params)
         (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
