@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: setup repro reproduce fashion-mnist time-to-accuracy test bench gpu-check ui
+.PHONY: setup repro reproduce fashion-mnist time-to-accuracy test bench gpu-check ui postgresql server server-stop push pull
 
 $(BIN)/dvc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,3 +58,23 @@ gpu-check: setup  ## on a machine with a CUDA GPU: its benchmarks and the defaul
 
 ui: setup  ## browse and compare the runs, on this machine only; prints the links to the training runs
 	$(BIN)/python -m mnistbench.ui
+
+# PostgreSQL for `make server` and its tests: Debian's package, installed when missing (needs root and apt-get).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -qq postgresql >/dev/null 2>&1 || \
+	  { apt-get update -qq >/dev/null 2>&1; apt-get install -y -qq postgresql >/dev/null; }; \
+	else echo "note: PostgreSQL missing and not installable here (apt-get install postgresql needs root)"; fi
+
+server: setup postgresql  ## an MLflow server for a team: PostgreSQL + `mlflow server --serve-artifacts` on 127.0.0.1:5001
+	$(BIN)/python -m mnistbench.server start
+
+server-stop:
+	$(BIN)/python -m mnistbench.server stop
+
+push: setup  ## send data and models to the DVC remote (.dvc/config; default ../mnistbench-dvc-storage)
+	$(BIN)/dvc push
+
+pull: setup  ## fetch what dvc.lock names from the DVC remote: `dvc repro` then retrains nothing
+	$(BIN)/dvc pull

@@ -212,3 +212,23 @@ def test_a_variant_rerun_retrains_nothing_and_a_bad_overlay_is_named(tiny_projec
         overlay.write_text(original)
     assert bad.returncode == 1 and "seeds.train" in bad.stderr and "Traceback" not in bad.stderr
     assert (project / "reproduce" / "reports" / "claims.md").is_file()  # the previous record is kept
+
+
+def test_a_second_clone_pulls_from_the_dvc_remote_and_retrains_nothing(tiny_project, tmp_path):
+    project, env = tiny_project
+    remote, clone = tmp_path / "dvc-storage", tmp_path / "clone-b"
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
+    for cmd in (git + ["add", "-A"], git + ["commit", "-qm", "clone A after dvc repro"],
+                ["dvc", "remote", "modify", "--local", "local", "url", str(remote)], ["dvc", "push"]):
+        done = run(cmd, project, env)
+        assert done.returncode == 0, f"{cmd}: {done.stdout[-1500:]}{done.stderr[-1500:]}"
+    assert any(remote.rglob("*")), "dvc push sent nothing"
+    assert run(["git", "clone", "-q", str(project), str(clone)], tmp_path, env).returncode == 0
+    assert not (clone / "models").exists()  # models are DVC's, not git's
+    for cmd in (["dvc", "remote", "modify", "--local", "local", "url", str(remote)], ["dvc", "pull"]):
+        done = run(cmd, clone, env)
+        assert done.returncode == 0, f"{cmd}: {done.stdout[-1500:]}{done.stderr[-1500:]}"
+    repro = run(["dvc", "repro"], clone, env | {"PYTHONPATH": str(clone / "src")})
+    assert repro.returncode == 0, repro.stderr[-2000:]
+    ran = [line for line in repro.stdout.splitlines() if line.startswith("Running stage")]
+    assert ran == ["Running stage 'download':"], ran  # always_changed; its output matches, so nothing after it runs

@@ -23,6 +23,11 @@ from pathlib import Path
 # Offline-first: no usage data leaves the machine. Set before mlflow is imported.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
+# A tracking server that stops mid-run fails the run in seconds, not after MLflow's default retries (7, with
+# exponential back-off: minutes); a hung one after at most 4 x 20 s.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 import mlflow  # noqa: E402
 import mlflow.data  # noqa: E402
@@ -142,8 +147,13 @@ def _experiment_id(uri: str, experiment: str) -> str:
     location = None
     if uri.startswith("sqlite:///"):
         location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
-    return _retry_locked(mlflow.create_experiment, experiment, artifact_location=location,
-                         tags=dict([EXPERIMENT_KIND, RUN_LIST_VIEW]))
+    try:
+        return mlflow.create_experiment(experiment, artifact_location=location, tags=dict([EXPERIMENT_KIND, RUN_LIST_VIEW]))
+    except (mlflow.exceptions.MlflowException, sqlalchemy.exc.IntegrityError) as err:
+        if "ALREADY_EXISTS" not in str(err) and "UNIQUE" not in str(err).upper():
+            return _retry_locked(mlflow.create_experiment, experiment)  # reports the failure in one line
+        # Another process (a clone, a Ray worker) created it a moment ago: use theirs.
+        return _retry_locked(mlflow.get_experiment_by_name, experiment).experiment_id
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -185,6 +195,21 @@ def close_abandoned(experiment_id: str, run_name: str, keep: str | None = None) 
     return closed
 
 
+class _Run(mlflow.ActiveRun):
+    """An active run whose end, on an error, never hides that error: when the store itself has gone (a server
+    stopped), marking the run FAILED fails too, and the first error is the one the user must see."""
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            _retry_locked(mlflow.end_run)
+            return False
+        try:
+            mlflow.end_run("KILLED" if exc_type is KeyboardInterrupt else "FAILED")
+        except Exception:  # noqa: BLE001 - the store is gone; the run stays RUNNING and is closed when rerun
+            pass
+        return False
+
+
 def start_run(experiment: str, run_name: str, params: dict, tags: dict, resume: str | None = None) -> mlflow.ActiveRun:
     """Start the run `run_name`, or continue the run `resume` (a killed training's) when this store has it."""
     experiment_id = connect(experiment)
@@ -196,12 +221,12 @@ def start_run(experiment: str, run_name: str, params: dict, tags: dict, resume: 
         if found and found.info.experiment_id == experiment_id and found.info.lifecycle_stage == "active":
             run = _retry_locked(mlflow.start_run, run_id=resume)
             _retry_locked(mlflow.set_tags, _process_tags())
-            return run
+            return _Run(run)
     close_abandoned(experiment_id, run_name)
     run = _retry_locked(mlflow.start_run, experiment_id=experiment_id, run_name=run_name, log_system_metrics=True,
                         tags=tags | _process_tags() | _lineage_tags())
     _retry_locked(mlflow.log_params, flatten(params))
-    return run
+    return _Run(run)
 
 
 def _lineage_tags() -> dict:

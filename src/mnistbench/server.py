@@ -1,0 +1,164 @@
+"""`make server`: an MLflow tracking server for a team, on a PostgreSQL database, on this machine's loopback.
+
+    python -m mnistbench.server start     # prints the MLFLOW_TRACKING_URI to export
+    python -m mnistbench.server stop
+
+Everything lives in one folder (default .server/ in the project, ignored by git): the PostgreSQL cluster
+(postgres/, created by initdb on first start, listening on 127.0.0.1 and a socket in that folder only), the
+artifacts the server stores for its clients (artifacts/, `mlflow server --serve-artifacts`), logs and pids.
+PostgreSQL refuses to run as root: run by root, the cluster belongs to the `postgres` user that Debian's
+`postgresql` package creates, and its commands run as that user. SQLite (mlflow.db) stays the embedded
+default; a server is for several machines, clones or Ray workers logging to one place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from mnistbench.errors import MnistbenchError
+from mnistbench.scratch import ROOT
+
+DEFAULT_DIR = ROOT / ".server"
+PG_PORT, MLFLOW_PORT = 5433, 5001  # beside a system PostgreSQL (5432) and `make ui` (5000)
+DATABASE = USER = "mlflow"
+START_TIMEOUT_S = 90
+
+
+def pg_binary(name: str) -> str:
+    """initdb, pg_ctl, createdb from PATH or Debian's /usr/lib/postgresql/<version>/bin."""
+    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+    if not found:
+        raise MnistbenchError(f"{name}: not found; expected PostgreSQL's programs (Debian: apt-get install postgresql)")
+    return found
+
+
+def as_owner(cmd: list[str]) -> list[str]:
+    """Run as root: as the `postgres` user instead, which PostgreSQL requires."""
+    if os.geteuid() != 0:
+        return cmd
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        raise MnistbenchError("running as root, and there is no `postgres` user to run PostgreSQL as; "
+                              "expected Debian's postgresql package (apt-get install postgresql)") from None
+    return ["runuser", "-u", "postgres", "--", *cmd]
+
+
+def run(cmd: list[str], what: str, log: Path | None = None) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        detail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        hint = f"; see {log}" if log else ""
+        raise MnistbenchError(f"{what} failed (exit {done.returncode}): {' / '.join(detail)}{hint}")
+
+
+def start_postgres(folder: Path, port: int) -> None:
+    data, log = folder / "postgres", folder / "postgres.log"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (data / "PG_VERSION").is_file():
+        data.mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(data, "postgres", "postgres")
+            log.touch()
+            shutil.chown(log, "postgres", "postgres")
+        # Trust on loopback and the folder's socket only: the cluster is not reachable from another machine.
+        reach = " (run as root, PostgreSQL runs as `postgres`, which needs search permission, o+x, on every folder " \
+                "above it)" if os.geteuid() == 0 else ""
+        run(as_owner([pg_binary("initdb"), "-D", str(data), "-U", USER, "--auth=trust", "-E", "UTF8"]),
+            f"initdb of {data}{reach}")
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {data}"
+    status = subprocess.run(as_owner([pg_binary("pg_ctl"), "-D", str(data), "status"]), capture_output=True)
+    if status.returncode != 0:  # 3: not running
+        run(as_owner([pg_binary("pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "start"]),
+            f"PostgreSQL on 127.0.0.1:{port}", log)
+    exists = subprocess.run(as_owner(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", USER, "-d", "postgres",
+                                      "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"]),
+                            capture_output=True, text=True)
+    if exists.stdout.strip() != "1":
+        run(as_owner([pg_binary("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", USER, DATABASE]),
+            f"createdb {DATABASE}")
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+def start(folder: Path = DEFAULT_DIR, pg_port: int = PG_PORT, port: int = MLFLOW_PORT) -> str:
+    """Start PostgreSQL and `mlflow server` (each only if not running); return the tracking URI."""
+    url = f"http://127.0.0.1:{port}"
+    start_postgres(folder, pg_port)
+    if healthy(url):
+        return url
+    log = folder / "mlflow.log"
+    (folder / "artifacts").mkdir(exist_ok=True)
+    with open(log, "ab") as out:
+        server = subprocess.Popen(
+            [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+             "--backend-store-uri", f"postgresql://{USER}@127.0.0.1:{pg_port}/{DATABASE}",
+             "--serve-artifacts", "--artifacts-destination", str(folder / "artifacts")],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env=os.environ | {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"})
+    (folder / "mlflow.pid").write_text(str(server.pid))
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not healthy(url):
+        if server.poll() is not None or time.monotonic() > deadline:
+            stop_mlflow(folder)
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+            raise MnistbenchError(f"mlflow server on {url} did not start: {' / '.join(tail)}; see {log}")
+        time.sleep(0.5)
+    return url
+
+
+def stop_mlflow(folder: Path) -> None:
+    pid_file = folder / "mlflow.pid"
+    if pid_file.is_file():
+        try:
+            os.killpg(int(pid_file.read_text()), signal.SIGTERM)  # the server and its workers
+        except (ProcessLookupError, ValueError):
+            pass
+        pid_file.unlink()
+
+
+def stop(folder: Path = DEFAULT_DIR) -> None:
+    stop_mlflow(folder)
+    data = folder / "postgres"
+    if (data / "PG_VERSION").is_file():
+        subprocess.run(as_owner([pg_binary("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]), capture_output=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["start", "stop"])
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="the server's folder (default .server/)")
+    parser.add_argument("--pg-port", type=int, default=PG_PORT)
+    parser.add_argument("--port", type=int, default=MLFLOW_PORT)
+    args = parser.parse_args()
+    try:
+        if args.action == "stop":
+            stop(args.dir.resolve())
+            print(f"stopped the MLflow server and PostgreSQL of {args.dir}")
+            return
+        url = start(args.dir.resolve(), args.pg_port, args.port)
+    except (MnistbenchError, OSError) as err:
+        sys.exit(f"error: {err}")
+    print(f"MLflow server on {url} (PostgreSQL on 127.0.0.1:{args.pg_port}, artifacts in {args.dir}/artifacts).\n"
+          f"Log to it from this shell, from Ray workers and from other clones on this machine:\n"
+          f"  export MLFLOW_TRACKING_URI={url}\nStop it: make server-stop")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""`make server`'s MLflow server on a real PostgreSQL cluster: clones logging at once lose nothing, and a server
+that stops mid-run fails the training in seconds with a message naming it."""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mnistbench import server
+from test_reliability import fake_processed, tiny_params, train_cmd
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    not os.environ.get("CI") and not (shutil.which("initdb") or server.glob.glob("/usr/lib/postgresql/*/bin/initdb")),
+    reason="PostgreSQL is not installed (`make postgresql` installs it; under CI this is a failure, not a skip)")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def tracking_server():
+    folder = Path(tempfile.mkdtemp(prefix="mnistbench-server-"))
+    os.chmod(folder, 0o755)  # run as root, the cluster belongs to `postgres`, which must reach it (pytest's tmp is 0700)
+    url = server.start(folder, free_port(), free_port())
+    yield folder, url
+    server.stop(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def trainer(tmp_path, url, seed, epochs, model="mlp"):
+    work = tmp_path / f"{model}-{seed}"
+    processed = fake_processed(work / "processed", n_train=512, n_valid=64)
+    cmd = train_cmd(work, processed, tiny_params(work / "params.yaml", epochs=epochs), model=model)
+    cmd[cmd.index("--seed") + 1] = str(seed)
+    return subprocess.Popen(cmd, env={**os.environ, "MLFLOW_TRACKING_URI": url}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_two_clones_log_at_once_and_nothing_is_lost(tracking_server, tmp_path):
+    _, url = tracking_server
+    trainings = [trainer(tmp_path, url, seed, epochs=3) for seed in (0, 1)]  # two processes, as two clones
+    for t in trainings:
+        out, err = t.communicate(timeout=600)
+        assert t.returncode == 0, err[-2000:]
+    client = MlflowClient(url)
+    experiment = client.get_experiment_by_name("mnistbench")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["mlp-0", "mlp-1"]
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        assert [m.step for m in client.get_metric_history(r.info.run_id, "valid_accuracy")] == [1, 2, 3]
+        assert r.info.artifact_uri.startswith("mlflow-artifacts:")  # stored by the server, not by the client
+        history = client.download_artifacts(r.info.run_id, f"history/{r.info.run_name}.csv", str(tmp_path))
+        assert len(Path(history).read_text().splitlines()) == 1 + 3  # a header and an epoch per line
+    models = client.search_logged_models([experiment.experiment_id])
+    assert sorted(m.source_run_id for m in models) == sorted(r.info.run_id for r in runs)
+
+
+def test_a_server_stopping_mid_run_fails_the_training_in_seconds(tracking_server, tmp_path):
+    folder, url = tracking_server
+    training = trainer(tmp_path, url, seed=7, epochs=400)
+    client = MlflowClient(url)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # until the run has logged an epoch
+        runs = client.search_runs([client.get_experiment_by_name("mnistbench").experiment_id],
+                                  "attributes.run_name = 'mlp-7'")
+        if runs and client.get_metric_history(runs[0].info.run_id, "valid_accuracy"):
+            break
+        time.sleep(0.5)
+    server.stop_mlflow(folder)
+    stopped = time.monotonic()
+    try:
+        _, err = training.communicate(timeout=90)
+    finally:
+        training.kill()
+    assert training.returncode == 1 and time.monotonic() - stopped < 60
+    assert f"MLflow tracking store {url}" in err and "Traceback" not in err
