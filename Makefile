@@ -7,6 +7,7 @@ BENCH_NAME ?= cpu
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
+export RAY_USAGE_STATS_ENABLED := 0
 
 .PHONY: setup repro reproduce fashion-mnist time-to-accuracy test bench gpu-check ui postgresql server server-stop push pull
 

@@ -177,7 +177,7 @@ def test_a_changed_module_makes_the_stages_that_import_it_stale(tiny_project):
         augment.write_text(original)
     stale = {stage for stage, changes in status.items()
              if any("src/mnistbench/augment.py" in str(c) for c in changes)}
-    assert {f"train@{m}-0" for m in MODELS} <= stale and "split" not in stale and "report" not in stale
+    assert "train" in stale and "split" not in stale and "report" not in stale
 
 
 def test_the_reproduction_variant_writes_claims_with_seed_intervals_into_its_own_folder(tiny_project):
@@ -185,7 +185,9 @@ def test_the_reproduction_variant_writes_claims_with_seed_intervals_into_its_own
     comparison = (project / "reproduce" / "reports" / "comparison.md").read_text()
     assert "± " in comparison and "(n=2)" in comparison
     lock = yaml.safe_load((project / "reproduce" / "dvc.lock").read_text())["stages"]
-    assert {"train@mlp-1", "train@vit_writeup-1", "claims"} <= set(lock) and "train@cnn-0" not in lock
+    assert {"train", "evaluate@mlp-1", "evaluate@vit_writeup-1", "claims"} <= set(lock) and "evaluate@cnn-0" not in lock
+    trained = sorted(p.name for p in (project / "reproduce" / "reports" / "train").iterdir())
+    assert trained == ["mlp-0.json", "mlp-1.json", "vit_writeup-0.json", "vit_writeup-1.json"]
     one_seed = (project / "reports" / "claims.md").read_text()  # the main pipeline's own, over seed 0
     assert "| mlp: test accuracy 97.60% |" in one_seed and "no interval" in one_seed
     claims = (project / "reproduce" / "reports" / "claims.md").read_text()
@@ -202,7 +204,7 @@ def test_a_variant_rerun_retrains_nothing_and_a_bad_overlay_is_named(tiny_projec
     env = env | {"PYTHONPATH": str(project / "src")}
     again = run(reproduce_cmd(), project, env)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "Running stage 'train@" not in again.stdout and "Running stage 'evaluate@" not in again.stdout
+    assert "Running stage 'train'" not in again.stdout and "Running stage 'evaluate@" not in again.stdout
     overlay = project / "reproduce" / "params.yaml"
     original = overlay.read_text()
     overlay.write_text(yaml.safe_dump(yaml.safe_load(original) | {"seeds": {"train": [0, -1]}}))
@@ -232,3 +234,22 @@ def test_a_second_clone_pulls_from_the_dvc_remote_and_retrains_nothing(tiny_proj
     assert repro.returncode == 0, repro.stderr[-2000:]
     ran = [line for line in repro.stdout.splitlines() if line.startswith("Running stage")]
     assert ran == ["Running stage 'download':"], ran  # always_changed; its output matches, so nothing after it runs
+
+
+def test_the_readmes_exp_show_fits_in_200_columns(tiny_project):
+    project, env = tiny_project
+    committed = run(["git", "log", "--oneline"], project, env)
+    if committed.returncode != 0:  # the two-clone test commits the project; run alone, commit it here
+        git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
+        assert run(git + ["add", "-A"], project, env).returncode == 0
+        assert run(git + ["commit", "-qm", "baseline"], project, env).returncode == 0
+    params = project / "params.yaml"
+    original = params.read_text()
+    params.write_text(original.replace("lr: 0.001", "lr: 0.002", 1))  # an experiment's change, not yet run
+    try:
+        shown = run(["dvc", "exp", "show", "--only-changed", "--no-pager"], project, env | {"COLUMNS": "200"})
+    finally:
+        params.write_text(original)
+    lines = shown.stdout.splitlines()
+    assert shown.returncode == 0 and "train.lr" in shown.stdout and "0.002" in shown.stdout, shown.stdout[-2000:]
+    assert max(map(len, lines)) <= 200 and "…" not in shown.stdout

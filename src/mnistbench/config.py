@@ -83,7 +83,7 @@ class TrainParams(Section):
     # optimizer and evaluation); about 2x faster steps where the device runs bf16 natively, 10x slower where
     # it is emulated. auto: bf16 where native (environment.native_bf16), else fp32. fp32: the write-up's.
     precision: Literal["auto", "fp32", "bf16"]
-    threads: PositiveInt | None  # None: one per CPU core
+    threads: PositiveInt | None  # None: matrix.cpus_per_training (trainings), one per CPU core (sprints)
     device: Literal["cpu", "cuda", "auto"]  # auto: CUDA when torch sees a GPU
     # A small profile for tests and smoke runs: train on the first N images of the train split (None: all).
     limit_train_images: PositiveInt | None
@@ -117,8 +117,8 @@ class PipelineParams(Section):
 
 
 class SeedsParams(Section):
-    # Each model is trained once per seed (DVC stages train@<model>-<seed>); DVC skips the seeds it has
-    # already trained.
+    # Each model is trained once per seed (stage train); a model-seed pair whose outputs match its settings,
+    # code and data is not trained again.
     train: list[Seed] = Field(min_length=1)
 
     @field_validator("train")
@@ -133,6 +133,25 @@ def _no_repeats(values: list, what: str, expected: str) -> list:
     if repeated:
         raise ValueError(f"{what} {', '.join(map(str, repeated))} listed more than once; expected {expected}")
     return values
+
+
+class MatrixParams(Section):
+    # How stage `train` runs the pipeline.models x seeds.train matrix: ray (each training a Ray task, on a Ray
+    # started for the stage or on the cluster $RAY_ADDRESS names) or local (one after another, in-process).
+    executor: Literal["ray", "local"]
+    # CPUs each training asks Ray for, and its torch threads when train.threads is null (either executor: the
+    # thread count changes a run's last bits, so both give the same weights).
+    cpus_per_training: PositiveInt
+    # GPUs each Ray task asks for (Ray hides GPUs from a task that asks for none); auto: 1 when the cluster
+    # has a GPU and train.device is not cpu, else 0. A fraction shares a GPU between trainings.
+    gpus_per_training: Literal["auto"] | float = Field(union_mode="left_to_right")
+
+    @field_validator("gpus_per_training")
+    @classmethod
+    def _not_negative(cls, value: str | float) -> str | float:
+        if value != "auto" and not 0 <= value:
+            raise ValueError(f"expected auto or a number of GPUs >= 0, found {value}")
+        return value
 
 
 class MlflowParams(Section):
@@ -165,6 +184,7 @@ class Params(Section):
     train: TrainParams
     models: ModelsParams
     seeds: SeedsParams
+    matrix: MatrixParams
     mlflow: MlflowParams
     time_to_accuracy: TimeToAccuracyParams
 
@@ -177,6 +197,10 @@ class Params(Section):
         if name not in known:
             raise ParamsError(_unknown("model name", name, known))
         return getattr(self.models, name)
+
+    def threads_for(self, name: str) -> int:
+        """Torch threads of a training of `name` and of its evaluation."""
+        return self.train_for(name).threads or self.matrix.cpus_per_training
 
     def train_for(self, name: str) -> TrainParams:
         """The shared train section with this model's overrides applied, validated again."""

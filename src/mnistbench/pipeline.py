@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import shutil
 import tempfile
@@ -26,22 +27,41 @@ def _csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
+def code_digest() -> str:
+    """The package's code, hashed: a training's outputs are current only for the code that made them."""
+    files = sorted(Path(__file__).parent.rglob("*.py"))
+    return hashlib.sha256(b"".join(f.relative_to(Path(__file__).parent).as_posix().encode() + f.read_bytes()
+                                   for f in files)).hexdigest()[:16]
+
+
+def data_digest(processed_dir: Path) -> str:
+    return hashlib.sha256(b"".join((processed_dir / f"{split}.pt").read_bytes() for split in ("train", "valid"))
+                          ).hexdigest()[:16]
+
+
 def train(params: Params, name: str, seed: int, processed_dir: Path, models_dir: Path, reports: Path,
-          checkpoints: Path) -> None:
-    tp = params.train_for(name)
+          checkpoints: Path) -> bool:
+    """Train one model-seed pair; False when its outputs already hold these settings' results (skipped)."""
+    tp = params.train_for(name).model_copy(update={"threads": params.threads_for(name)})
     run = run_name(name, seed)
     environment.make_deterministic(seed, tp.threads)
     device = environment.resolve_device(tp.device)
     precision = environment.resolve_precision(tp.precision, device)
     model = build_model(name, params)  # after seeding: the initial weights are reproducible
     section = params.model_section(name).model_dump(exclude={"train"})
-    train_set = data.load_split(processed_dir, "train")
-    valid_set = data.load_split(processed_dir, "valid")
 
-    env = environment.describe(device)
     run_params = {"model": name, "seed": seed, "dataset": params.data.dataset, "split": params.split.model_dump(),
                   "train": tp.model_dump(), "arch": section, "precision": precision,
                   "parameters": count_parameters(model)}
+    outputs_of = training.fingerprint(run_params, code_digest(), data_digest(processed_dir))
+    record = reports / "train" / f"{run}.json"
+    if (models_dir / f"{run}.pt").is_file() and (reports / "history" / f"{run}.csv").is_file() and \
+            record.is_file() and read_json(record).get("fingerprint") == outputs_of:
+        print(f"{run}: up to date (its outputs are these settings', code's and data's), not trained again")
+        return False
+    train_set = data.load_split(processed_dir, "train")
+    valid_set = data.load_split(processed_dir, "valid")
+    env = environment.describe(device)
     tags = {f"env.{k}": str(v) for k, v in env.items()} | {"mlflow.source.git.commit": env["git_commit"]}
     checkpoint = training.Checkpoint(checkpoints / f"{run}.ckpt", training.fingerprint(run_params))
     saved = checkpoint.load()  # a killed training continues its MLflow run, as it continues its epochs
@@ -95,13 +115,15 @@ def train(params: Params, name: str, seed: int, processed_dir: Path, models_dir:
             "wall_seconds": result.wall_seconds,
             "images_per_second": result.images_per_second,
             "environment": env,
+            "fingerprint": outputs_of,
         })
+    return True
 
 
 def evaluate(params: Params, name: str, seed: int, processed_dir: Path, models_dir: Path, reports: Path) -> None:
     tp = params.train_for(name)
     run = run_name(name, seed)
-    environment.make_deterministic(seed, tp.threads)
+    environment.make_deterministic(seed, params.threads_for(name))
     device = environment.resolve_device(tp.device)
     model = evaluation.load_weights(build_model(name, params), models_dir / f"{run}.pt").to(device)
     images, labels = data.load_split(processed_dir, "test")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,6 +32,8 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 import mlflow  # noqa: E402
+
+logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # not two INFO lines per training
 import mlflow.data  # noqa: E402
 import sqlalchemy.exc  # noqa: E402
 import torch  # noqa: E402
@@ -248,8 +252,10 @@ def _lineage_tags() -> dict:
 
 def log_split(name: str, images: torch.Tensor, labels: torch.Tensor, digest: str, context: str) -> None:
     """A data split as an MLflow dataset input of the active run, named and digested as reports/split.json does."""
-    dataset = mlflow.data.from_numpy(images.reshape(len(images), -1).numpy(), targets=labels.numpy(), name=name,
-                                     digest=digest[:20], source=f"{name}.pt")
+    with warnings.catch_warnings():  # MLflow registers two local-file source classes and says so on every call
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+        dataset = mlflow.data.from_numpy(images.reshape(len(images), -1).numpy(), targets=labels.numpy(), name=name,
+                                         digest=digest[:20], source=f"{name}.pt")
     _retry_locked(mlflow.log_input, dataset, context=context)
 
 

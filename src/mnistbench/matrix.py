@@ -1,0 +1,142 @@
+"""Stage `train`: every pair of pipeline.models x seeds.train, each a Ray task or, locally, one after another.
+
+With `matrix.executor: ray` (the default) the stage starts a Ray on this machine for its own use, or joins the
+cluster that $RAY_ADDRESS names (`ray start --head` on one machine, `ray start --address=<head>:6379` on the
+others; every node runs the project from the same path, as a shared folder or an identical clone). Each
+training is one task that asks for `matrix.cpus_per_training` CPUs (its torch threads) and
+`matrix.gpus_per_training` GPUs, and runs pipeline.train, the function the local executor calls: a seed
+gives the same weights either way. A task whose worker dies (killed, out of memory) is retried by Ray, and
+the retry resumes from the training's checkpoint. Pairs whose outputs already match their settings, code and
+data are skipped; outputs of pairs no longer in the matrix are removed, so models/ and reports/ hold this
+matrix only, as dvc.lock says.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from mnistbench import pipeline, tracking
+from mnistbench.config import Params, parse_params, run_name
+from mnistbench.errors import MnistbenchError
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline-first, like DVC's and MLflow's telemetry
+
+PROBE_TIMEOUT_S = 5  # a cluster address that does not answer fails the stage in seconds
+RETRIES_ON_WORKER_DEATH = 2
+
+
+def pairs(params: Params) -> list[tuple[str, int]]:
+    return [(model, seed) for model in params.model_names() for seed in params.seeds.train]
+
+
+def prune(params: Params, models_dir: Path, reports: Path) -> list[Path]:
+    """Remove what trainings of pairs outside the matrix left (a smaller `dvc exp run -S ...` after a larger one)."""
+    keep = {run_name(m, s) for m, s in pairs(params)}
+    stale = [path for folder, suffix in ((models_dir, ".pt"), (reports / "train", ".json"), (reports / "history", ".csv"))
+             if folder.is_dir() for path in folder.glob(f"*{suffix}") if path.name.removesuffix(suffix) not in keep]
+    for path in stale:
+        path.unlink()
+    return stale
+
+
+def run(params: Params, processed: Path, models_dir: Path, reports: Path, checkpoints: Path) -> None:
+    todo = pairs(params)
+    for path in prune(params, models_dir, reports):
+        print(f"removed {path}: its pair is not in pipeline.models x seeds.train")
+    folders = [p.resolve() for p in (processed, models_dir, reports, checkpoints)]
+    if params.matrix.executor == "local":
+        for model, seed in tqdm(todo, desc="train (local)", unit="training", file=sys.stdout):
+            pipeline.train(params, model, seed, *folders)
+        return
+    _run_on_ray(params, todo, folders)
+
+
+def _probe(address: str) -> None:
+    """Fail in seconds, naming the address, when nothing listens there (ray.init would wait far longer)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=PROBE_TIMEOUT_S).close()
+    except (OSError, ValueError) as err:
+        raise MnistbenchError(
+            f"RAY_ADDRESS={address}: no Ray cluster answers there ({err}); expected the address `ray start --head` "
+            f"printed (host:6379), or RAY_ADDRESS unset to run on a Ray of this machine") from None
+
+
+def _connect() -> None:
+    import ray
+
+    address = os.environ.get("RAY_ADDRESS")
+    if address and address not in ("auto", "local"):
+        _probe(address)
+    if address and tracking.tracking_uri().startswith("sqlite:"):
+        print(f"note: the cluster's trainings log to {tracking.tracking_uri()}, which only nodes sharing this folder "
+              f"reach; a team sets MLFLOW_TRACKING_URI to a server (make server)", file=sys.stderr)
+    started = time.perf_counter()
+    try:
+        ray.init(address=address or "local", include_dashboard=False, configure_logging=False,
+                 **({} if address else {"object_store_memory": 100 * 1024**2}),  # trainings pass paths, not tensors
+                 runtime_env={"env_vars": {
+                     "MLFLOW_TRACKING_URI": tracking.tracking_uri(), "RAY_USAGE_STATS_ENABLED": "0",
+                     **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {})}})
+    except ray.exceptions.AuthenticationError:
+        raise MnistbenchError(f"RAY_ADDRESS={address}: the cluster refused this machine's Ray token; expected "
+                              "RAY_AUTH_MODE=token and the head's token (its ~/.ray/auth_token, or RAY_AUTH_TOKEN)") from None
+    except (ConnectionError, RuntimeError, TimeoutError) as err:
+        raise MnistbenchError(f"{'RAY_ADDRESS=' + address if address else 'a local Ray'}: could not start or join "
+                              f"({str(err).strip().splitlines()[0][:300]})") from None
+    cpus = ray.cluster_resources().get("CPU", 0)
+    print(f"Ray: {'cluster ' + address if address else 'local'}, {cpus:g} CPUs, "
+          f"{ray.cluster_resources().get('GPU', 0):g} GPUs (ready in {time.perf_counter() - started:.1f} s)")
+
+
+def _train_task(raw_params: dict, model: str, seed: int, folders: list[Path], cwd: Path, code: str) -> bool:
+    """One training, in a Ray worker: the same call as the local executor's, from the project folder."""
+    if pipeline.code_digest() != code:
+        raise MnistbenchError(f"the Ray worker on {socket.gethostname()} runs other code than the driver "
+                              f"({pipeline.code_digest()} vs {code}); expected the same checkout on every node")
+    os.chdir(cwd)  # git lineage, relative paths: as in the stage's own process
+    return pipeline.train(parse_params(raw_params), model, seed, *folders)
+
+
+def _gpus(params: Params) -> float:
+    import ray
+
+    wanted = params.matrix.gpus_per_training
+    if wanted == "auto":
+        devices = {params.train_for(m).device for m in params.model_names()}
+        return 1.0 if ray.cluster_resources().get("GPU", 0) > 0 and devices != {"cpu"} else 0.0
+    return float(wanted)
+
+
+def _run_on_ray(params: Params, todo: list[tuple[str, int]], folders: list[Path]) -> None:
+    import ray
+
+    _connect()
+    try:
+        task = ray.remote(_train_task).options(num_cpus=params.matrix.cpus_per_training, num_gpus=_gpus(params),
+                                               max_retries=RETRIES_ON_WORKER_DEATH, retry_exceptions=False)
+        raw, cwd, code = params.model_dump(), Path.cwd(), pipeline.code_digest()
+        pending = {task.remote(raw, m, s, folders, cwd, code): run_name(m, s) for m, s in todo}
+        failures = []
+        with tqdm(total=len(pending), desc="train (Ray)", unit="training", file=sys.stdout) as bar:
+            while pending:
+                [ready], _ = ray.wait(list(pending), num_returns=1)
+                run = pending.pop(ready)
+                try:
+                    ray.get(ready)
+                except ray.exceptions.RayTaskError as err:  # the training raised: its own message
+                    failures.append(f"{run}: {err.cause}")
+                except ray.exceptions.RayError as err:  # its worker died more often than Ray retries
+                    failures.append(f"{run}: {type(err).__name__}: {str(err).strip().splitlines()[0]}")
+                bar.update(1)
+    finally:
+        ray.shutdown()
+    if failures:
+        raise MnistbenchError(f"{len(failures)} of {len(todo)} trainings failed (the others are kept: a rerun trains "
+                              "only these):\n" + "\n".join(failures))

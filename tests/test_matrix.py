@@ -1,0 +1,113 @@
+"""Stage train's matrix on Ray, with real Ray processes: a two-node cluster on loopback gives the local
+executor's weights; a worker killed mid-training is retried and resumes its checkpoint; a dead address fails fast."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from test_reliability import fake_processed, state_hash
+
+pytestmark = pytest.mark.slow
+RAY = str(Path(sys.executable).parent / "ray")
+PAIRS = ["mlp-0", "mlp-1", "cnn-0", "cnn-1"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def matrix_params(path: Path, executor: str, models=("mlp", "cnn"), seeds=(0, 1), epochs=2) -> Path:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["pipeline"]["models"] = list(models)
+    params["seeds"]["train"] = list(seeds)
+    params["train"]["epochs"] = epochs
+    params["matrix"]["executor"] = executor
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def train_matrix(work: Path, processed: Path, params: Path, env: dict, **popen) -> subprocess.Popen:
+    cmd = [sys.executable, str(ROOT / "stages" / "train.py"), "--data", str(processed), "--params", str(params),
+           "--models-dir", str(work / "models"), "--reports", str(work / "reports"),
+           "--checkpoints", str(work / "checkpoints")]
+    return subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def finish(process: subprocess.Popen, timeout=600) -> str:
+    out, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, out[-3000:]
+    return out
+
+
+@pytest.fixture
+def env(tmp_path):
+    return {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+
+
+def test_a_two_node_cluster_gives_the_local_executors_weights_and_a_rerun_trains_nothing(tmp_path, env):
+    processed = fake_processed(tmp_path / "processed", n_train=512, n_valid=64)
+    local, cluster = tmp_path / "local", tmp_path / "cluster"
+    local.mkdir(), cluster.mkdir()
+    finish(train_matrix(local, processed, matrix_params(local / "params.yaml", "local"), env))
+    port = free_port()
+    head = f"127.0.0.1:{port}"
+    env = env | {"RAY_AUTH_MODE": "token"}  # `ray start --head` turns on token auth; the others use its ~/.ray token
+    try:
+        for cmd in ([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
+                     "--include-dashboard=false", "--disable-usage-stats"],
+                    [RAY, "start", f"--address={head}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+                     "--disable-usage-stats"]):  # a second node: a worker process of its own, as on a second machine
+            started = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+            assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
+        out = finish(train_matrix(cluster, processed, matrix_params(cluster / "params.yaml", "ray"),
+                                  env | {"RAY_ADDRESS": head}))
+        assert f"Ray: cluster {head}, 2 CPUs" in out
+    finally:
+        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+    for run in PAIRS:
+        assert state_hash(cluster / "models" / f"{run}.pt") == state_hash(local / "models" / f"{run}.pt"), run
+    again = finish(train_matrix(local, processed, local / "params.yaml", env))
+    assert again.count("not trained again") == 4 and "resuming" not in again
+    fewer = finish(train_matrix(local, processed, matrix_params(local / "params.yaml", "local", seeds=(0,)), env))
+    assert sorted(p.name for p in (local / "models").iterdir()) == ["cnn-0.pt", "mlp-0.pt"]
+    assert "removed" in fewer and fewer.count("not trained again") == 2
+
+
+def test_a_ray_worker_killed_mid_training_is_retried_from_its_checkpoint_to_the_same_weights(tmp_path, env):
+    processed = fake_processed(tmp_path / "processed", n_train=4000, n_valid=200)
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    whole.mkdir(), killed.mkdir()
+    finish(train_matrix(whole, processed, matrix_params(whole / "params.yaml", "local", ("cnn",), (0,), 4), env))
+    training = train_matrix(killed, processed, matrix_params(killed / "params.yaml", "ray", ("cnn",), (0,), 4), env)
+    checkpoint = killed / "checkpoints" / "cnn-0.ckpt"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and time.monotonic() < deadline and training.poll() is None:
+        time.sleep(0.2)
+    workers = subprocess.run(["pgrep", "-f", "ray::_train_task"], capture_output=True, text=True).stdout.split()
+    assert checkpoint.exists() and workers, "the training ended or never checkpointed before it could be killed"
+    for pid in workers:
+        os.kill(int(pid), signal.SIGKILL)
+    out = finish(training)
+    assert "resuming from" in out and "after epoch" in out
+    assert state_hash(killed / "models" / "cnn-0.pt") == state_hash(whole / "models" / "cnn-0.pt")
+
+
+def test_a_cluster_address_that_does_not_answer_fails_within_seconds(tmp_path, env):
+    processed = fake_processed(tmp_path / "processed", n_train=256, n_valid=64)
+    address = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    out, _ = train_matrix(tmp_path, processed, matrix_params(tmp_path / "params.yaml", "ray"),
+                          env | {"RAY_ADDRESS": address}).communicate(timeout=60)
+    assert time.monotonic() - started < 15
+    assert f"error: RAY_ADDRESS={address}: no Ray cluster answers there" in out and "Traceback" not in out
