@@ -17,12 +17,13 @@ import os
 import socket
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
 from mnistbench import pipeline, tracking
-from mnistbench.config import Params, parse_params, run_name
+from mnistbench.config import MatrixParams, Params, parse_params, run_name
 from mnistbench.errors import MnistbenchError
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline-first, like DVC's and MLflow's telemetry
@@ -45,16 +46,37 @@ def prune(params: Params, models_dir: Path, reports: Path) -> list[Path]:
     return stale
 
 
+@dataclass
+class Training:
+    """One model-seed pair to train: its params, and the folders it reads and writes (absolute paths)."""
+
+    params: Params
+    model: str
+    seed: int
+    folders: list[Path]  # processed data, models, reports, checkpoints
+    tags: dict = field(default_factory=dict)  # MLflow tags, e.g. a sweep's point
+    point: str = ""  # what this training varies, for messages (a sweep's point)
+
+    @property
+    def label(self) -> str:
+        return run_name(self.model, self.seed) + (f" [{self.point}]" if self.point else "")
+
+
 def run(params: Params, processed: Path, models_dir: Path, reports: Path, checkpoints: Path) -> None:
-    todo = pairs(params)
     for path in prune(params, models_dir, reports):
         print(f"removed {path}: its pair is not in pipeline.models x seeds.train")
     folders = [p.resolve() for p in (processed, models_dir, reports, checkpoints)]
-    if params.matrix.executor == "local":
-        for model, seed in tqdm(todo, desc="train (local)", unit="training", file=sys.stdout):
-            pipeline.train(params, model, seed, *folders)
-        return
-    _run_on_ray(params, todo, folders)
+    execute([Training(params, m, s, folders) for m, s in pairs(params)], params.matrix)
+
+
+def execute(trainings: list[Training], how: MatrixParams) -> None:
+    """Train each, as Ray tasks or one after another (`how.executor`); every failure is reported, none hides another."""
+    if how.executor == "ray":
+        trained = _run_on_ray(trainings, how)
+    else:
+        trained = [pipeline.train(t.params, t.model, t.seed, *t.folders, tags=t.tags)
+                   for t in tqdm(trainings, desc="train (local)", unit="training", file=sys.stdout)]
+    print(f"{sum(trained)} trained, {len(trained) - sum(trained)} up to date (not trained again)")
 
 
 def _probe(address: str) -> None:
@@ -95,48 +117,50 @@ def _connect() -> None:
           f"{ray.cluster_resources().get('GPU', 0):g} GPUs (ready in {time.perf_counter() - started:.1f} s)")
 
 
-def _train_task(raw_params: dict, model: str, seed: int, folders: list[Path], cwd: Path, code: str) -> bool:
+def _train_task(raw_params: dict, model: str, seed: int, folders: list[Path], tags: dict, cwd: Path, code: str) -> bool:
     """One training, in a Ray worker: the same call as the local executor's, from the project folder."""
     if pipeline.code_digest() != code:
         raise MnistbenchError(f"the Ray worker on {socket.gethostname()} runs other code than the driver "
                               f"({pipeline.code_digest()} vs {code}); expected the same checkout on every node")
     os.chdir(cwd)  # git lineage, relative paths: as in the stage's own process
-    return pipeline.train(parse_params(raw_params), model, seed, *folders)
+    return pipeline.train(parse_params(raw_params), model, seed, *folders, tags=tags)
 
 
-def _gpus(params: Params) -> float:
+def _gpus(trainings: list[Training], how: MatrixParams) -> float:
     import ray
 
-    wanted = params.matrix.gpus_per_training
-    if wanted == "auto":
-        devices = {params.train_for(m).device for m in params.model_names()}
-        return 1.0 if ray.cluster_resources().get("GPU", 0) > 0 and devices != {"cpu"} else 0.0
-    return float(wanted)
+    if how.gpus_per_training != "auto":
+        return float(how.gpus_per_training)
+    devices = {t.params.train_for(t.model).device for t in trainings}
+    return 1.0 if ray.cluster_resources().get("GPU", 0) > 0 and devices != {"cpu"} else 0.0
 
 
-def _run_on_ray(params: Params, todo: list[tuple[str, int]], folders: list[Path]) -> None:
+def _run_on_ray(trainings: list[Training], how: MatrixParams) -> list[bool]:
+    """Whether each training ran (False: it was up to date); raises after all finished if any failed."""
     import ray
 
     _connect()
+    failures, trained = [], []
     try:
-        task = ray.remote(_train_task).options(num_cpus=params.matrix.cpus_per_training, num_gpus=_gpus(params),
+        task = ray.remote(_train_task).options(num_cpus=how.cpus_per_training, num_gpus=_gpus(trainings, how),
                                                max_retries=RETRIES_ON_WORKER_DEATH, retry_exceptions=False)
-        raw, cwd, code = params.model_dump(), Path.cwd(), pipeline.code_digest()
-        pending = {task.remote(raw, m, s, folders, cwd, code): run_name(m, s) for m, s in todo}
-        failures = []
+        cwd, code = Path.cwd(), pipeline.code_digest()
+        pending = {task.remote(t.params.model_dump(), t.model, t.seed, t.folders, t.tags, cwd, code): t
+                   for t in trainings}
         with tqdm(total=len(pending), desc="train (Ray)", unit="training", file=sys.stdout) as bar:
             while pending:
                 [ready], _ = ray.wait(list(pending), num_returns=1)
-                run = pending.pop(ready)
+                t = pending.pop(ready)
                 try:
-                    ray.get(ready)
+                    trained.append(ray.get(ready))
                 except ray.exceptions.RayTaskError as err:  # the training raised: its own message
-                    failures.append(f"{run}: {err.cause}")
+                    failures.append(f"{t.label}: {err.cause}")
                 except ray.exceptions.RayError as err:  # its worker died more often than Ray retries
-                    failures.append(f"{run}: {type(err).__name__}: {str(err).strip().splitlines()[0]}")
+                    failures.append(f"{t.label}: {type(err).__name__}: {str(err).strip().splitlines()[0]}")
                 bar.update(1)
     finally:
         ray.shutdown()
     if failures:
-        raise MnistbenchError(f"{len(failures)} of {len(todo)} trainings failed (the others are kept: a rerun trains "
-                              "only these):\n" + "\n".join(failures))
+        raise MnistbenchError(f"{len(failures)} of {len(trainings)} trainings failed (the others are kept: a rerun "
+                              "trains only these):\n" + "\n".join(failures))
+    return trained

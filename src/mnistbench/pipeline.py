@@ -40,8 +40,9 @@ def data_digest(processed_dir: Path) -> str:
 
 
 def train(params: Params, name: str, seed: int, processed_dir: Path, models_dir: Path, reports: Path,
-          checkpoints: Path) -> bool:
-    """Train one model-seed pair; False when its outputs already hold these settings' results (skipped)."""
+          checkpoints: Path, tags: dict | None = None) -> bool:
+    """Train one model-seed pair; False when its outputs already hold these settings' results (skipped).
+    `tags`: extra MLflow tags (a sweep's point)."""
     tp = params.train_for(name).model_copy(update={"threads": params.threads_for(name)})
     run = run_name(name, seed)
     environment.make_deterministic(seed, tp.threads)
@@ -62,7 +63,7 @@ def train(params: Params, name: str, seed: int, processed_dir: Path, models_dir:
     train_set = data.load_split(processed_dir, "train")
     valid_set = data.load_split(processed_dir, "valid")
     env = environment.describe(device)
-    tags = {f"env.{k}": str(v) for k, v in env.items()} | {"mlflow.source.git.commit": env["git_commit"]}
+    tags = {f"env.{k}": str(v) for k, v in env.items()} | {"mlflow.source.git.commit": env["git_commit"]} | (tags or {})
     checkpoint = training.Checkpoint(checkpoints / f"{run}.ckpt", training.fingerprint(run_params))
     saved = checkpoint.load()  # a killed training continues its MLflow run, as it continues its epochs
     resume = saved["meta"].get("mlflow_run_id") if saved and saved["epoch"] < tp.epochs else None

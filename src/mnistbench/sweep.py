@@ -1,0 +1,123 @@
+"""A grid sweep over params, each point's trainings run like stage train's matrix (Ray tasks by default).
+
+    python -m mnistbench.sweep --name cnn-lr --set models.cnn.train.lr=0.0005,0.001,0.002 \\
+        --set models.cnn.train.batch_size=32,64 --models cnn --seeds 0,1
+
+Every point of the grid (each combination of the --set values) is params.yaml with those keys changed, checked
+against the schema before anything runs; each point trains --models x --seeds (default: pipeline.models x
+seeds.train) into sweeps/<name>/point-<i>/ and logs to the MLflow experiment <mlflow.experiment>-sweep-<name>,
+tagged with the point. sweeps/<name>/summary.md ranks the points by mean valid accuracy: choosing on the
+valid split keeps the test set for the final run. A sweep explores; adopt a point by writing it into
+params.yaml and running `dvc repro`, whose lineage DVC keeps. Rerunning a sweep trains only what it lacks.
+It needs data/processed (`dvc repro split`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import sys
+from pathlib import Path
+
+import yaml
+
+from mnistbench import matrix
+from mnistbench.config import ParamsError, parse_params, read_yaml, run_name
+from mnistbench.errors import MnistbenchError
+from mnistbench.files import read_json, write_text
+from mnistbench.tables import markdown_table
+
+
+def grid(assignments: list[str]) -> list[dict[str, object]]:
+    """['a.b=1,2', 'c=x'] -> [{'a.b': 1, 'c': 'x'}, {'a.b': 2, 'c': 'x'}]; values read as YAML (numbers, lists)."""
+    axes = []
+    for text in assignments:
+        key, sep, values = text.partition("=")
+        if not sep or not key or not values:
+            raise ParamsError(f"--set {text!r}: expected KEY=VALUE[,VALUE...], for example models.cnn.train.lr=0.001,0.002")
+        axes.append([(key, yaml.safe_load(v)) for v in values.split(",")])
+    return [dict(point) for point in itertools.product(*axes)]
+
+
+def with_point(raw: dict, point: dict[str, object]) -> dict:
+    changed = copy.deepcopy(raw)
+    for key, value in point.items():
+        *parents, leaf = key.split(".")
+        section = changed
+        for part in parents:
+            section = section.setdefault(part, {})
+            if not isinstance(section, dict):
+                raise ParamsError(f"--set {key}: {part} is not a section of params.yaml")
+        section[leaf] = value
+    return changed
+
+
+def describe(point: dict[str, object]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in point.items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--name", required=True, help="the sweep's name: its folder under sweeps/ and its experiment")
+    parser.add_argument("--set", action="append", required=True, metavar="KEY=V1,V2", help="a params key and its values")
+    parser.add_argument("--models", help="comma-separated model names (default: pipeline.models)")
+    parser.add_argument("--seeds", help="comma-separated seeds (default: seeds.train)")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--data", type=Path, default=Path("data/processed"))
+    parser.add_argument("--out", type=Path, default=Path("sweeps"))
+    args = parser.parse_args()
+    try:
+        trainings, points, folder = plan(args)
+        matrix.execute(trainings, trainings[0].params.matrix)
+        summary = summarize(trainings, points, folder)
+    except (MnistbenchError, ParamsError, OSError) as err:
+        sys.exit(f"error: {err}")
+    print(summary)
+
+
+def plan(args: argparse.Namespace) -> tuple[list[matrix.Training], list[dict], Path]:
+    raw = read_yaml(args.params)
+    base = parse_params(raw, str(args.params))
+    models = args.models.split(",") if args.models else base.model_names()
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else base.seeds.train
+    points = grid(args.set)
+    if not (args.data / "train.pt").is_file():
+        raise MnistbenchError(f"{args.data}: no train.pt; expected the processed splits (dvc repro split)")
+    folder = (args.out / args.name).resolve()
+    trainings = []
+    for i, point in enumerate(points):
+        changed = with_point(raw, point)
+        changed["mlflow"] = {**changed.get("mlflow", {}), "experiment": f"{base.mlflow.experiment}-sweep-{args.name}"}
+        changed["pipeline"] = {**changed.get("pipeline", {}), "models": models}
+        params = parse_params(changed, f"{args.params} with {describe(point)}")
+        here = folder / f"point-{i}"
+        write_text(here / "point.yaml", yaml.safe_dump(point, sort_keys=False))
+        folders = [args.data.resolve(), here / "models", here / "reports", here / "checkpoints"]
+        tags = {"mnistbench.sweep": args.name, "mnistbench.sweep_point": describe(point)}
+        trainings += [matrix.Training(params, m, s, folders, tags, describe(point)) for m in models for s in seeds]
+    print(f"sweep {args.name}: {len(points)} points x {len(models)} models x {len(seeds)} seeds = "
+          f"{len(trainings)} trainings -> {folder}")
+    return trainings, points, folder
+
+
+def summarize(trainings: list[matrix.Training], points: list[dict], folder: Path) -> str:
+    rows = []
+    for i, point in enumerate(points):
+        for model in dict.fromkeys(t.model for t in trainings):
+            records = [read_json(folder / f"point-{i}" / "reports" / "train" / f"{run_name(model, t.seed)}.json")
+                       for t in trainings if t.model == model and t.point == describe(point)]
+            valid = sum(r["best_valid_accuracy"] for r in records) / len(records)
+            rows.append((model, -valid, {
+                "model": model, "point": f"point-{i}", **point, "seeds": len(records),
+                "valid accuracy (mean of best epochs)": f"{100 * valid:.2f}%",
+                "train seconds (mean)": f"{sum(r['train_seconds'] for r in records) / len(records):.0f}"}))
+    rows = [row for *_, row in sorted(rows, key=lambda r: r[:2])]
+    text = "\n".join([f"# Sweep {folder.name}", "", "Generated by `python -m mnistbench.sweep`; valid split only "
+                      "(the test set is for the run you adopt). Best first, per model.", "", markdown_table(rows), ""])
+    write_text(folder / "summary.md", text)
+    return text
+
+
+if __name__ == "__main__":
+    main()

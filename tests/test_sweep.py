@@ -1,0 +1,58 @@
+"""A grid sweep over params, run as Ray tasks: one training per point, model and seed, each the stage's own
+training (the same weights as stages/train.py with those params), ranked on the valid split."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from conftest import ROOT
+from test_reliability import fake_processed, state_hash, tiny_params, train_cmd
+
+pytestmark = pytest.mark.slow
+
+
+def sweep(tmp_path, env, *extra):
+    cmd = [sys.executable, "-m", "mnistbench.sweep", "--name", "lr", "--models", "mlp", "--seeds", "0",
+           "--params", str(tmp_path / "params.yaml"), "--data", str(tmp_path / "processed"),
+           "--out", str(tmp_path / "sweeps"), *extra]
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_a_sweep_trains_each_point_as_the_stage_would_and_ranks_them_on_valid(tmp_path):
+    processed = fake_processed(tmp_path / "processed", n_train=512, n_valid=64)
+    params = tiny_params(tmp_path / "params.yaml", epochs=2)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "PYTHONPATH": str(ROOT / "src")}
+    done = sweep(tmp_path, env, "--set", "train.lr=0.001,0.003")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    summary = (tmp_path / "sweeps" / "lr" / "summary.md").read_text()
+    assert summary.count("| mlp | point-") == 2 and "0.003" in summary
+    for i, lr in enumerate((0.001, 0.003)):
+        point = tmp_path / "sweeps" / "lr" / f"point-{i}"
+        assert yaml.safe_load((point / "point.yaml").read_text()) == {"train.lr": lr}
+        assert json.loads((point / "reports" / "train" / "mlp-0.json").read_text())["lr"] == lr
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs([client.get_experiment_by_name("mnistbench-sweep-lr").experiment_id])
+    assert sorted(r.data.tags["mnistbench.sweep_point"] for r in runs) == ["train.lr=0.001", "train.lr=0.003"]
+    # The point lr=0.001 is params.yaml as it is: stages/train.py gives the same weights
+    subprocess.run(train_cmd(tmp_path / "direct", processed, params, model="mlp"), env=env, check=True,
+                   capture_output=True)
+    assert state_hash(tmp_path / "direct" / "models" / "mlp-0.pt") == \
+        state_hash(tmp_path / "sweeps" / "lr" / "point-0" / "models" / "mlp-0.pt")
+    again = sweep(tmp_path, env, "--set", "train.lr=0.001,0.003")
+    assert again.returncode == 0 and "0 trained, 2 up to date" in again.stdout
+    assert len(client.search_runs([runs[0].info.experiment_id])) == 2
+
+
+def test_a_bad_sweep_key_is_named_before_anything_runs(tmp_path):
+    fake_processed(tmp_path / "processed", n_train=64, n_valid=64)
+    tiny_params(tmp_path / "params.yaml", epochs=1)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = sweep(tmp_path, env, "--set", "train.lrr=0.1,0.2")
+    assert done.returncode == 1 and "train.lrr" in done.stderr and "did you mean 'lr'" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "sweeps").exists()
