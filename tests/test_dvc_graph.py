@@ -3,59 +3,12 @@
 The import closure is computed from the code (every `import` statement, at any depth of a module,
 since a function-level import runs as surely as a top-level one), not listed by hand."""
 
-import ast
 from pathlib import Path
 
-import pytest
 import yaml
 
 from conftest import ROOT
-
-PACKAGE = ROOT / "src" / "mnistbench"
-
-
-def module_file(dotted: str) -> Path | None:
-    """src/mnistbench/a/b.py or src/mnistbench/a/b/__init__.py for 'mnistbench.a.b'; None outside the package."""
-    parts = dotted.split(".")
-    if parts[0] != "mnistbench":
-        return None
-    base = PACKAGE.joinpath(*parts[1:])
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def imported_modules(path: Path) -> set[Path]:
-    """The package's modules that `path` imports directly, with the packages they sit in."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        names = []
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-        for name in names:
-            parts = name.split(".")
-            for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__, a/b/__init__ too
-                file = module_file(".".join(parts[:i]))
-                if file:
-                    found.add(file)
-    return found
-
-
-# Files a module reads at run time besides code: they decide its output as much as its code does.
-READS = {"reporting.py": ["templates"]}
-
-
-def import_closure(script: Path) -> set[Path]:
-    seen, todo = set(), [script]
-    while todo:
-        for module in imported_modules(todo.pop()):
-            if module not in seen:
-                seen.add(module)
-                todo.append(module)
-    return seen | {PACKAGE / data for module in seen for data in READS.get(module.name, [])}
+from mnistbench.codebase import PACKAGE, import_closure
 
 
 def stage_deps(dvc_yaml: Path) -> dict[str, tuple[Path, list[Path]]]:

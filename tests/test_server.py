@@ -5,13 +5,16 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
+from conftest import ROOT
 from mnistbench import server
 from test_reliability import fake_processed, tiny_params, train_cmd
 
@@ -65,6 +68,28 @@ def test_two_clones_log_at_once_and_nothing_is_lost(tracking_server, tmp_path):
     assert sorted(m.source_run_id for m in models) == sorted(r.info.run_id for r in runs)
 
 
+def test_ray_workers_log_every_run_and_epoch_to_the_server(tracking_server, tmp_path):
+    _, url = tracking_server
+    processed = fake_processed(tmp_path / "processed", n_train=512, n_valid=64)
+    params = yaml.safe_load(tiny_params(tmp_path / "params.yaml", epochs=3).read_text())
+    params["pipeline"]["models"], params["seeds"]["train"] = ["mlp", "cnn"], [0, 1]
+    params["matrix"]["executor"], params["mlflow"]["experiment"] = "ray", "ray-workers"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    cmd = [sys.executable, str(ROOT / "stages" / "train.py"), "--data", str(processed), "--params",
+           str(tmp_path / "params.yaml"), "--models-dir", str(tmp_path / "models"), "--reports",
+           str(tmp_path / "reports"), "--checkpoints", str(tmp_path / "checkpoints")]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"MLFLOW_TRACKING_URI": url}
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    client = MlflowClient(url)
+    runs = client.search_runs([client.get_experiment_by_name("ray-workers").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["cnn-0", "cnn-1", "mlp-0", "mlp-1"]
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        assert [m.step for m in client.get_metric_history(r.info.run_id, "valid_accuracy")] == [1, 2, 3]
+
+
+# Last: it stops the module's server.
 def test_a_server_stopping_mid_run_fails_the_training_in_seconds(tracking_server, tmp_path):
     folder, url = tracking_server
     training = trainer(tmp_path, url, seed=7, epochs=400)

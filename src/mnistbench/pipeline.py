@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from mnistbench import data, environment, evaluation, time_to_accuracy as tta, tracking, training
+from mnistbench import codebase, data, environment, evaluation, time_to_accuracy as tta, tracking, training
 from mnistbench.config import Params, run_name
 from mnistbench.figures import plot_confusion, plot_curves
 from mnistbench.files import atomic_path, json_text, read_json, write_json, write_text
@@ -28,10 +28,8 @@ def _csv(rows: list[dict]) -> str:
 
 
 def code_digest() -> str:
-    """The package's code, hashed: a training's outputs are current only for the code that made them."""
-    files = sorted(Path(__file__).parent.rglob("*.py"))
-    return hashlib.sha256(b"".join(f.relative_to(Path(__file__).parent).as_posix().encode() + f.read_bytes()
-                                   for f in files)).hexdigest()[:16]
+    """The code a training runs (this module and what it imports), hashed: outputs are current only for it."""
+    return codebase.digest(Path(__file__))
 
 
 def data_digest(processed_dir: Path) -> str:
