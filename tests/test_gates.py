@@ -55,10 +55,12 @@ def test_speed_gate_on_a_partial_run_names_the_missing_benchmark(tmp_path):
 
 
 # Seed-0 test accuracies of the default pipeline on the two CPU kinds this project has run on (docs/hardware.md):
-# the same code, params and seed give different last digits across instruction sets (AVX-512 vs AVX2).
-MEASURED_SEED_0 = {"Intel Xeon, AVX-512": {"mlp": 0.9746, "cnn": 0.9878},
-                   "AMD EPYC, AVX2 only": {"mlp": 0.9762, "cnn": 0.9872}}
-MARGIN = 0.0015  # each machine's number must clear its gate by at least 0.15 points (the MLP on Intel: 0.16)
+# the same code, params and seed give different last digits across instruction sets (AVX-512 vs AVX2) and
+# thread counts (2 threads per training before the Ray matrix, 1 since).
+MEASURED_SEED_0 = {"Intel Xeon, AVX-512, 2 threads": {"mlp": 0.9746, "cnn": 0.9878},
+                   "AMD EPYC, AVX2 only, 2 threads": {"mlp": 0.9762, "cnn": 0.9872},
+                   "Intel Xeon, AVX-512, 1 thread": {"mlp": 0.9740, "cnn": 0.9871}}
+MARGIN = 0.0015  # each machine's number must clear its gate by at least 0.15 points (the MLP, 1 thread: 0.20)
 
 
 def test_accuracy_gates_hold_on_both_machine_kinds_with_margin(tmp_path):
