@@ -35,8 +35,8 @@ def workspace_of(name: str) -> Path:
     return ROOT / ".variants" / name
 
 
-def prepare(name: str) -> Path:
-    """The workspace with today's code and the merged params; its own dvc.lock and outputs kept."""
+def prepare(name: str) -> tuple[Path, dict]:
+    """The workspace with today's code and the merged params (returned too); its own dvc.lock and outputs kept."""
     changes = read_yaml(ROOT / name / "params.yaml", f"the sections of params.yaml that the variant '{name}' changes")
     merged = read_yaml(ROOT / "params.yaml") | changes
     workspace = workspace_of(name)
@@ -51,7 +51,7 @@ def prepare(name: str) -> Path:
     page = ROOT / ".dvc" / "plots" / "index.html"  # made by `make setup`, ignored by git
     if page.is_file():
         shutil.copy2(page, workspace / page.relative_to(ROOT))
-    return workspace
+    return workspace, merged
 
 
 def environment(workspace: Path, params: dict) -> dict:
@@ -88,10 +88,9 @@ def main() -> None:
     parser.add_argument("name", help="the variant's folder: reproduce, fashion-mnist, or one of your own")
     args = parser.parse_args()
     try:
-        workspace = prepare(args.name)
+        workspace, params = prepare(args.name)
     except (ParamsError, OSError) as err:
         sys.exit(f"error: {err}")
-    params = read_yaml(workspace / "params.yaml")
     print(f"dvc repro of the variant '{args.name}' in {workspace.relative_to(ROOT)}/ "
           f"(what is already done there is kept)", flush=True)
     started = time.perf_counter()
