@@ -1,0 +1,1 @@
+"""mnistbench: a benchmark and reproducibility harness for MNIST classifiers (MLP, CNN, ViT)."""

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import functools
-import sys
 from pathlib import Path
 
-from mnistbench.config import Params, ParamsError, load_params
-from mnistbench.errors import MnistbenchError
+from mnistbench.config import Params, load_params
+from mnistbench.errors import exit_on_error  # noqa: F401  (the stage scripts' one way of failing)
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:
@@ -31,17 +29,3 @@ def seed(text: str) -> int:
 
 def params_of(args: argparse.Namespace) -> Params:
     return load_params(*args.params)
-
-
-def exit_on_error(main):
-    """Wrap a stage's main(): expected errors print one clear message and exit with status 1."""
-
-    @functools.wraps(main)
-    def wrapper(*args, **kwargs):
-        try:
-            return main(*args, **kwargs)
-        except (MnistbenchError, ParamsError, OSError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(1)
-
-    return wrapper

@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 
 from mnistbench.files import write_text
+from mnistbench.settings import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 # The versions DVC's own page loads (dvc_render.vega.VegaRenderer.SCRIPTS), and their browser builds.
 LIBRARIES = {"vega@5.20.2": "package/build/vega.min.js", "vega-lite@5.2.0": "package/build/vega-lite.min.js",
              "vega-embed@6.18.2": "package/build/vega-embed.min.js"}

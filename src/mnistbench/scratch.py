@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from mnistbench.settings import ROOT
 
 
 def copy_project(dest: Path, skip: list[str] = ()) -> None:

@@ -26,7 +26,8 @@ import urllib.request
 from pathlib import Path
 
 from mnistbench.errors import MnistbenchError
-from mnistbench.scratch import ROOT
+from mnistbench import settings
+from mnistbench.settings import ROOT
 
 DEFAULT_DIR = ROOT / ".server"
 PG_PORT, MLFLOW_PORT = 5433, 5001  # beside a system PostgreSQL (5432) and `make ui` (5000)
@@ -111,7 +112,7 @@ def start(folder: Path = DEFAULT_DIR, pg_port: int = PG_PORT, port: int = MLFLOW
              "--backend-store-uri", f"postgresql://{USER}@127.0.0.1:{pg_port}/{DATABASE}",
              "--serve-artifacts", "--artifacts-destination", str(folder / "artifacts")],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            env=os.environ | {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"})
+            env=os.environ | settings.TELEMETRY_OFF)
     (folder / "mlflow.pid").write_text(str(server.pid))
     deadline = time.monotonic() + START_TIMEOUT_S
     while not healthy(url):

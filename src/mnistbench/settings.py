@@ -1,0 +1,19 @@
+"""The process settings every entry point shares: where the project is, and no telemetry.
+
+Importing this module is enough: the telemetry switches are set before MLflow, DVC or Ray are imported.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# The project's checkout (the package is installed from it in editable mode): params, lock, variants, server.
+ROOT = Path(__file__).resolve().parents[2]
+# Every installed package, pinned with hashes (pip-compile); `make setup` installs exactly these.
+LOCK_FILE = ROOT / "requirements.lock"
+
+# Offline-first: no usage data leaves the machine (DVC's switch is in .dvc/config).
+TELEMETRY_OFF = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "RAY_USAGE_STATS_ENABLED": "0"}
+for _key, _value in TELEMETRY_OFF.items():
+    os.environ.setdefault(_key, _value)
