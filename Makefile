@@ -5,16 +5,25 @@ BIN := $(VENV)/bin
 BENCH_NAME ?= cpu
 # DVC runs each stage's `python` from PATH: make it the project's virtual environment.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-export MLFLOW_DISABLE_TELEMETRY := true
-export DO_NOT_TRACK := true
-export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: setup repro reproduce fashion-mnist time-to-accuracy test bench gpu-check ui postgresql server server-stop push pull
+.PHONY: setup lock repro reproduce fashion-mnist time-to-accuracy check test bench gpu-check ui postgresql server server-stop push pull
 
-$(BIN)/dvc: pyproject.toml
+# Exactly the packages of requirements.lock, checked by their hashes, then the project itself; then a check
+# that nothing else is installed (mnistbench/lockfile.py).
+$(BIN)/dvc: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/python -m mnistbench.lockfile check
 	touch $@
+
+# Rewrite requirements.lock from pyproject.toml's pins (pip-compile, in a venv of its own so that the project's
+# stays exactly the lock); then `make setup` installs it.
+lock:
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet pip-tools==7.6.2
+	.venv-lock/bin/pip-compile --quiet --generate-hashes --extra test --strip-extras --allow-unsafe \
+	  --no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
 
 # Fashion-MNIST's local source: Debian's package, installed when missing (needs root and apt-get; elsewhere,
 # set data.local_dir to a folder with its four .gz files).
@@ -46,7 +55,10 @@ time-to-accuracy: setup  ## re-measure the time_to_accuracy stage (quiet machine
 	$(BIN)/dvc repro --force --single-item time_to_accuracy
 	$(BIN)/dvc repro report
 
-test: setup  ## unit tests and the end-to-end dvc repro test (benchmarks are separate)
+check: setup  ## the fast tier, after every change: unit tests only (no dvc repro, Ray, server or training)
+	$(BIN)/pytest tests --ignore=tests/benchmarks -m "not slow"
+
+test: setup  ## the whole suite (what CI runs): the fast tier, then real dvc repro, Ray, server and trainings
 	$(BIN)/pytest tests --ignore=tests/benchmarks
 
 bench: setup  ## kernel and training-step benchmarks on this machine -> reports/benchmarks.md

@@ -9,6 +9,7 @@ is emulated and slower than fp32 (10x on an AVX2-only AMD EPYC, measured).
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import platform
 import random
@@ -18,6 +19,8 @@ import time
 
 import numpy as np
 import torch
+
+from mnistbench.settings import LOCK_FILE
 
 
 def make_deterministic(seed: int, threads: int | None) -> None:
@@ -130,6 +133,11 @@ def git_commit() -> str:
         return "unknown"
 
 
+def lock_digest() -> str:
+    """The SHA-256 of requirements.lock, the exact packages `make setup` installs ('none' without one)."""
+    return hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest() if LOCK_FILE.is_file() else "none"
+
+
 def describe(device: torch.device) -> dict:
     """What a reader needs to trust a number: versions, hardware and its speed now, threads, determinism."""
     info = {
@@ -150,5 +158,6 @@ def describe(device: torch.device) -> dict:
         "deterministic": torch.are_deterministic_algorithms_enabled(),
         "cudnn_benchmark": torch.backends.cudnn.benchmark,
         "git_commit": git_commit(),
+        "lock_sha256": lock_digest(),
     }
     return info
