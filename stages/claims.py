@@ -9,15 +9,15 @@ from mnistbench.cli import exit_on_error, params_of, stage_parser
 @exit_on_error
 def main() -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument("--reports", type=Path, default=Path("reports"))
-    parser.add_argument("--split-summary", type=Path, default=Path("reports/split.json"))
-    parser.add_argument("--data", type=Path, default=Path("data/processed"))
-    parser.add_argument("--writeup-logs", type=Path, default=Path("reference/writeup_logs.csv"))
-    parser.add_argument("--protocol-search", type=Path, default=Path("reference/protocol_search.md"))
-    parser.add_argument("--out", type=Path, default=Path("reports/claims.md"))
+    parser.add_argument("--reports", type=Path, required=True, help="reports")
+    parser.add_argument("--split-summary", type=Path, required=True, help="reports/split.json")
+    parser.add_argument("--data", type=Path, required=True, help="data/processed")
+    parser.add_argument("--writeup-logs", type=Path, required=True, help="reference/writeup_logs.csv")
+    parser.add_argument("--protocol-search", type=Path, required=True, help="reference/protocol_search.md")
+    parser.add_argument("--out", type=Path, required=True, help="reports/claims.md")
     args = parser.parse_args()
     params = params_of(args)
-    write_claims(params.model_names(), params.seeds.train, args.reports, args.split_summary, args.data,
+    write_claims(params.runs(), args.reports, args.split_summary, args.data,
                  args.writeup_logs, args.protocol_search, args.out, params.data.source())
     print(f"wrote {args.out}")
 

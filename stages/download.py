@@ -15,7 +15,7 @@ from mnistbench.cli import exit_on_error, params_of, stage_parser
 @exit_on_error
 def main() -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument("--out", type=Path, default=Path("data/raw"))
+    parser.add_argument("--out", type=Path, required=True, help="data/raw")
     args = parser.parse_args()
     params = params_of(args)
     dataset, chosen, origin = params.data.source(), params.data.local_dir, "data.local_dir"

@@ -1,21 +1,25 @@
-"""DVC stage `evaluate@<model>-<seed>`: test loss, accuracy, per-class accuracy and confusion matrix."""
+"""DVC stage `evaluate`: every model-seed pair of the pipeline on the test set (src/mnistbench/evaluate_stage.py),
+or one pair when a model and --seed are given."""
 
 from pathlib import Path
 
-from mnistbench import pipeline
+from mnistbench import evaluate_stage
 from mnistbench.cli import exit_on_error, params_of, seed, stage_parser
 
 
 @exit_on_error
 def main() -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument("model", help="a name under `models` in params.yaml")
-    parser.add_argument("--seed", type=seed, required=True)
-    parser.add_argument("--data", type=Path, default=Path("data/processed"))
-    parser.add_argument("--models-dir", type=Path, default=Path("models"))
-    parser.add_argument("--reports", type=Path, default=Path("reports"))
+    parser.add_argument("model", nargs="?", help="one name under `models` in params.yaml (default: every pair)")
+    parser.add_argument("--seed", type=seed, help="the training seed of that model")
+    parser.add_argument("--data", type=Path, required=True, help="the processed splits (data/processed)")
+    parser.add_argument("--models-dir", type=Path, required=True, help="the trained weights (models)")
+    parser.add_argument("--reports", type=Path, required=True, help="where train wrote its records; metrics go here")
     args = parser.parse_args()
-    pipeline.evaluate(params_of(args), args.model, args.seed, args.data, args.models_dir, args.reports)
+    if (args.model is None) != (args.seed is None):
+        parser.error("a model and --seed go together: one pair; neither: every pair")
+    only = (args.model, args.seed) if args.model else None
+    evaluate_stage.evaluate_all(params_of(args), args.data, args.models_dir, args.reports, only=only)
 
 
 if __name__ == "__main__":

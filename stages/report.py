@@ -12,22 +12,23 @@ from mnistbench.cli import exit_on_error, params_of, stage_parser
 @exit_on_error
 def main() -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument("--reports", type=Path, default=Path("reports"))
-    parser.add_argument("--split-summary", type=Path, default=Path("reports/split.json"))
-    parser.add_argument("--writeup-logs", type=Path, default=Path("reference/writeup_logs.csv"))
+    parser.add_argument("--reports", type=Path, required=True, help="reports")
+    parser.add_argument("--split-summary", type=Path, required=True, help="reports/split.json")
+    parser.add_argument("--writeup-logs", type=Path, required=True, help="reference/writeup_logs.csv")
     parser.add_argument("--time-to-accuracy", type=Path, default=None, help="the time_to_accuracy stage's JSON")
-    parser.add_argument("--gates", type=Path, default=Path("gates.yaml"), help="the accuracy goals (its `accuracy`)")
+    parser.add_argument("--gates", type=Path, required=True, help="the tuned variants' goals, its `goals` (gates.yaml)")
     args = parser.parse_args()
     params = params_of(args)
-    goals = read_yaml(args.gates, "the CI gates (accuracy goals)").get("accuracy")
+    goals = read_yaml(args.gates, "the CI gates and the tuned variants' goals").get("goals")
     if not isinstance(goals, dict):
-        raise ParamsError(f"{args.gates}: expected an `accuracy` section of model names and test accuracies")
+        raise ParamsError(f"{args.gates}: expected a `goals` section of model names and test accuracies")
     if not params.data.source().writeup:
         goals = {}  # the goals are MNIST's
-    out = write_report(params.model_names(), params.seeds.train, args.reports, args.split_summary, args.writeup_logs,
-                       args.time_to_accuracy, goals, params.data.source())
+    reference = args.gates.parent / read_yaml(args.gates, "the CI gates")["accuracy"]["reference"]
+    out = write_report(params.runs(), args.reports, args.split_summary, args.writeup_logs,
+                       args.time_to_accuracy, goals, params.data.source(), reference)
     print(f"wrote {out}")
-    runs = load_runs(params.model_names(), params.seeds.train, args.reports)
+    runs = load_runs(params.runs(), args.reports)
     records = runs[["model", "seed", "mlflow_run_id", "test_accuracy"]].to_dict("records")
     grouped = tracking.summarize_models(params.mlflow.experiment, records)
     print(f"MLflow (experiment {params.mlflow.experiment}): {sum(grouped.values())} trainings grouped under "

@@ -10,9 +10,9 @@ from mnistbench.files import write_json
 @exit_on_error
 def main() -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument("--raw", type=Path, default=Path("data/raw"))
-    parser.add_argument("--out", type=Path, default=Path("data/processed"))
-    parser.add_argument("--summary", type=Path, default=Path("reports/split.json"))
+    parser.add_argument("--raw", type=Path, required=True, help="data/raw")
+    parser.add_argument("--out", type=Path, required=True, help="data/processed")
+    parser.add_argument("--summary", type=Path, required=True, help="reports/split.json")
     args = parser.parse_args()
     params = params_of(args)
     s = params.split

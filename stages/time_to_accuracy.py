@@ -4,17 +4,17 @@ Re-measure on a quiet machine with `make time-to-accuracy` (dvc repro --force ti
 
 from pathlib import Path
 
-from mnistbench import pipeline
+from mnistbench import time_to_accuracy
 from mnistbench.cli import exit_on_error, params_of, stage_parser
 
 
 @exit_on_error
 def main() -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument("--data", type=Path, default=Path("data/processed"))
-    parser.add_argument("--out", type=Path, default=Path("reports/time_to_accuracy.json"))
+    parser.add_argument("--data", type=Path, required=True, help="the processed splits (data/processed)")
+    parser.add_argument("--out", type=Path, required=True, help="the JSON to write (reports/time_to_accuracy.json)")
     args = parser.parse_args()
-    pipeline.time_to_accuracy(params_of(args), args.data, args.out)
+    time_to_accuracy.measure_all(params_of(args), args.data, args.out)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
-# Files a module reads at run time besides code: they decide its output as much as its code does.
-READS = {"reporting.py": ["templates"]}
+# What a module runs or reads besides its imports, by path in the package: the report's templates; every model
+# module, which the registry imports by walking its folder; the training code, whose files a reference compares.
+READS = {"reporting.py": ["templates"], "models/__init__.py": ["models"], "reference.py": ["train_stage.py"]}
 
 
 def module_file(dotted: str) -> Path | None:
@@ -50,16 +52,31 @@ def import_closure(script: Path) -> set[Path]:
     """The package's files `script` runs or reads, at any depth (not `script` itself)."""
     seen, todo = set(), [script]
     while todo:
-        for module in imported_modules(todo.pop()):
-            if module not in seen:
-                seen.add(module)
-                todo.append(module)
-    return seen | {PACKAGE / data for module in seen for data in READS.get(module.name, [])}
+        current = todo.pop()
+        read = [PACKAGE / r for r in READS.get(current.relative_to(PACKAGE).as_posix(), [])] \
+            if current.is_relative_to(PACKAGE) else []
+        for found in [*imported_modules(current), *read]:
+            if found not in seen:
+                seen.add(found)
+                if found.suffix == ".py":  # a module read is a module run: follow its imports too
+                    todo.append(found)
+    return seen
 
 
-def digest(module: Path) -> str:
-    """A hash of `module` and its closure: it changes when any code it runs changes, and only then."""
+def file_digests(module: Path) -> dict[str, str]:
+    """Each file `module` runs or reads (itself included), by its path in the package, with a hash of its bytes."""
     files = sorted({module.resolve(), *import_closure(module.resolve())})
-    files = sorted(f2 for f in files for f2 in ([f] if f.is_file() else sorted(f.rglob("*")) if f.is_dir() else []))
-    return hashlib.sha256(b"".join(f.relative_to(PACKAGE).as_posix().encode() + f.read_bytes()
-                                   for f in files if f.is_file())).hexdigest()[:16]
+    files = [f2 for f in files for f2 in ([f] if f.is_file() else sorted(f.rglob("*")) if f.is_dir() else [])]
+    return {f.relative_to(PACKAGE).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()[:16]
+            for f in files if f.is_file() and "__pycache__" not in f.parts}
+
+
+def digest(files: dict[str, str]) -> str:
+    """One hash for `file_digests(...)`: it changes when any code it covers changes, and only then."""
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def changed_files(recorded: dict[str, str], module: Path) -> list[str]:
+    """The files of `module`'s closure that differ from `recorded` (changed, added or removed), sorted."""
+    now = file_digests(module)
+    return sorted(name for name in recorded.keys() | now.keys() if recorded.get(name) != now.get(name))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, PositiveFloat, PositiveInt, ValidationError, create_model, field_validator, model_validator
@@ -120,12 +120,25 @@ class SeedsParams(Section):
     # Each model is trained once per seed (stage train); a model-seed pair whose outputs match its settings,
     # code and data is not trained again.
     train: list[Seed] = Field(min_length=1)
+    # A model's own seeds, in place of `train` for it (a costly model trained on fewer seeds).
+    per_model: dict[str, list[Seed]]
 
     @field_validator("train")
     @classmethod
     def _distinct(cls, seeds: list[int]) -> list[int]:
         # A repeated seed is the same run twice: it would count twice in a mean and fake a tight interval.
         return _no_repeats(seeds, "seed", "distinct seeds")
+
+    @field_validator("per_model")
+    @classmethod
+    def _known_and_distinct(cls, per_model: dict[str, list[int]]) -> dict[str, list[int]]:
+        for name, seeds in per_model.items():
+            if name not in REGISTRY:
+                raise ValueError(_unknown("model name", name, list(REGISTRY)))
+            if not seeds:
+                raise ValueError(f"{name}: expected at least one seed, found none")
+            _no_repeats(seeds, f"{name}: seed", "distinct seeds")
+        return per_model
 
 
 def _no_repeats(values: list, what: str, expected: str) -> list:
@@ -159,14 +172,30 @@ class MlflowParams(Section):
 
 
 class AccuracyTarget(Section):
-    threshold: float = Field(gt=0.0, le=1.0)  # valid accuracy to reach, confirmed on test afterwards
+    # Valid accuracy to reach, confirmed on test afterwards, per dataset: a threshold belongs to its dataset.
+    threshold: dict[str, Annotated[float, Field(gt=0.0, le=1.0)]]
     goal_seconds: PositiveFloat  # the time the harness aims for, reported beside the measured one
     train: dict[str, Any]  # overrides of the model's own recipe, e.g. a shorter schedule
 
+    @field_validator("threshold")
+    @classmethod
+    def _known_datasets(cls, thresholds: dict[str, float]) -> dict[str, float]:
+        for name in thresholds:
+            if name not in DATASETS:
+                raise ValueError(_unknown("dataset", name, list(DATASETS)))
+        return thresholds
+
 
 class TimeToAccuracyParams(Section):
-    seed: Seed
+    # Each sprint runs once per seed; MLPerf's rules: the olympic mean (fastest and slowest dropped), and the
+    # result is invalid when more than one run misses the threshold.
+    seeds: list[Seed] = Field(min_length=1)
     models: dict[str, AccuracyTarget]
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, seeds: list[int]) -> list[int]:
+        return _no_repeats(seeds, "seed", "distinct seeds")
 
     @field_validator("models")
     @classmethod
@@ -192,6 +221,14 @@ class Params(Section):
         """The models this pipeline runs, in params order."""
         return list(self.pipeline.models)
 
+    def seeds_for(self, name: str) -> list[int]:
+        """The seeds `name` is trained on: its own under seeds.per_model, else seeds.train."""
+        return self.seeds.per_model.get(name, self.seeds.train)
+
+    def runs(self) -> list[tuple[str, int]]:
+        """Every (model, seed) pair this pipeline trains, evaluates and compares, in params order."""
+        return [(name, seed) for name in self.model_names() for seed in self.seeds_for(name)]
+
     def model_section(self, name: str) -> ModelSection:
         known = list(REGISTRY)
         if name not in known:
@@ -206,6 +243,10 @@ class Params(Section):
         """The shared train section with this model's overrides applied, validated again."""
         return _with_overrides(self.train, self.model_section(name).train, f"models.{name}.train.")
 
+    def time_to_accuracy_threshold(self, name: str) -> float | None:
+        """The valid accuracy `name`'s sprint must reach on this pipeline's dataset; None when none is set for it."""
+        return self.time_to_accuracy.models[name].threshold.get(self.data.dataset)
+
     def time_to_accuracy_recipe(self, name: str) -> TrainParams:
         """The model's own recipe with its time-to-accuracy overrides on top (a shorter schedule)."""
         target = self.time_to_accuracy.models[name]
@@ -213,11 +254,8 @@ class Params(Section):
 
 
 def _with_overrides(base: TrainParams, overrides: dict, prefix: str) -> TrainParams:
-    merged = base.model_dump()
-    for key, value in overrides.items():  # a nested section (augment) takes the keys it names, keeps the rest
-        merged[key] = {**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
-    try:
-        return TrainParams(**merged)
+    try:  # a nested section (augment) takes the keys it names, keeps the rest
+        return TrainParams(**merge(base.model_dump(), overrides))
     except ValidationError as err:
         raise ParamsError(_describe(err, prefix=prefix, schema=TrainParams)) from None
 
@@ -301,10 +339,19 @@ def read_yaml(path: Path, what: str = "the pipeline's parameters") -> dict:
     return raw or {}
 
 
+def merge(base: dict, changes: dict) -> dict:
+    """`base` with `changes` applied key by key at every depth; a list or a value replaces what it names."""
+    merged = dict(base)
+    for key, value in changes.items():
+        both_mappings = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = merge(merged[key], value) if both_mappings else value
+    return merged
+
+
 def load_params(*paths: str | Path) -> Params:
-    """Read params.yaml (or several files, each later one replacing whole sections of the earlier)."""
+    """Read params.yaml (or several files, each later one changing the keys it names in the earlier)."""
     paths = [Path(p) for p in paths] or [Path("params.yaml")]
     raw: dict = {}
     for path in paths:
-        raw.update(read_yaml(path))
+        raw = merge(raw, read_yaml(path))
     return parse_params(raw, " + ".join(map(str, paths)))

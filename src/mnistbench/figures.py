@@ -12,7 +12,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from mnistbench.files import atomic_path  # noqa: E402
-from mnistbench.stats import mean_ci  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:
@@ -63,15 +62,17 @@ def plot_confusion(name: str, matrix: list[list[int]], path: Path) -> None:
     _save(fig, path)
 
 
-def plot_seeds(runs: pd.DataFrame, claimed: dict[str, float], path: Path) -> None:
-    """Test accuracy of every seed, per model, with the write-up's claim where it makes one."""
+def plot_seeds(runs: pd.DataFrame, intervals: dict[str, tuple[float, float]], claimed: dict[str, float],
+               path: Path) -> None:
+    """Test accuracy of every seed, per model, with its mean and 95% interval (`intervals`, in percent: mean and
+    half-width, nan for one seed) and the write-up's claim where it makes one."""
     models = list(dict.fromkeys(runs["model"]))
     fig, axes = plt.subplots(1, len(models), figsize=(2.8 * len(models), 3.2), constrained_layout=True, squeeze=False)
     axes = axes[0]
     for ax, model in zip(axes, models):
         accs = 100 * runs.loc[runs["model"] == model, "test_accuracy"]
         ax.plot([0] * len(accs), accs, "o", alpha=0.7, label="our seeds")
-        mean, half = mean_ci(list(accs))
+        mean, half = intervals[model]
         if not math.isnan(half):
             ax.errorbar([0.15], [mean], yerr=[half], fmt="s", color="black", capsize=4, label="mean, 95% CI")
         if model in claimed:

@@ -7,6 +7,8 @@ a file behind. JSON is strict (no bare NaN), and tensor files are loaded with `w
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -51,6 +53,15 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def csv_text(rows: list[dict]) -> str:
+    """Rows of one shape as CSV text, with a header line."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
 
 
 def _non_finite(obj, key: str = "") -> str | None:

@@ -4,7 +4,7 @@ With `matrix.executor: ray` (the default) the stage starts a Ray on this machine
 cluster that $RAY_ADDRESS names (`ray start --head` on one machine, `ray start --address=<head>:6379` on the
 others; every node runs the project from the same path, as a shared folder or an identical clone). Each
 training is one task that asks for `matrix.cpus_per_training` CPUs (its torch threads) and
-`matrix.gpus_per_training` GPUs, and runs pipeline.train, the function the local executor calls: a seed
+`matrix.gpus_per_training` GPUs, and runs train_stage.train, the function the local executor calls: a seed
 gives the same weights either way. A task whose worker dies (killed, out of memory) is retried by Ray, and
 the retry resumes from the training's checkpoint. Pairs whose outputs already match their settings, code and
 data are skipped; outputs of pairs no longer in the matrix are removed, so models/ and reports/ hold this
@@ -13,6 +13,7 @@ matrix only, as dvc.lock says.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -22,23 +23,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mnistbench import pipeline, tracking
+from mnistbench import settings, train_stage, tracking
 from mnistbench.config import MatrixParams, Params, parse_params, run_name
 from mnistbench.errors import MnistbenchError
-
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline-first, like DVC's and MLflow's telemetry
 
 PROBE_TIMEOUT_S = 5  # a cluster address that does not answer fails the stage in seconds
 RETRIES_ON_WORKER_DEATH = 2
 
 
-def pairs(params: Params) -> list[tuple[str, int]]:
-    return [(model, seed) for model in params.model_names() for seed in params.seeds.train]
-
-
 def prune(params: Params, models_dir: Path, reports: Path) -> list[Path]:
     """Remove what trainings of pairs outside the matrix left (a smaller `dvc exp run -S ...` after a larger one)."""
-    keep = {run_name(m, s) for m, s in pairs(params)}
+    keep = {run_name(m, s) for m, s in params.runs()}
     stale = [path for folder, suffix in ((models_dir, ".pt"), (reports / "train", ".json"), (reports / "history", ".csv"))
              if folder.is_dir() for path in folder.glob(f"*{suffix}") if path.name.removesuffix(suffix) not in keep]
     for path in stale:
@@ -66,7 +61,7 @@ def run(params: Params, processed: Path, models_dir: Path, reports: Path, checkp
     for path in prune(params, models_dir, reports):
         print(f"removed {path}: its pair is not in pipeline.models x seeds.train")
     folders = [p.resolve() for p in (processed, models_dir, reports, checkpoints)]
-    execute([Training(params, m, s, folders) for m, s in pairs(params)], params.matrix)
+    execute([Training(params, m, s, folders) for m, s in params.runs()], params.matrix)
 
 
 def execute(trainings: list[Training], how: MatrixParams) -> None:
@@ -74,7 +69,7 @@ def execute(trainings: list[Training], how: MatrixParams) -> None:
     if how.executor == "ray":
         trained = _run_on_ray(trainings, how)
     else:
-        trained = [pipeline.train(t.params, t.model, t.seed, *t.folders, tags=t.tags)
+        trained = [train_stage.train(t.params, t.model, t.seed, *t.folders, tags=t.tags)
                    for t in tqdm(trainings, desc="train (local)", unit="training", file=sys.stdout)]
     print(f"{sum(trained)} trained, {len(trained) - sum(trained)} up to date (not trained again)")
 
@@ -100,11 +95,16 @@ def _connect() -> None:
         print(f"note: the cluster's trainings log to {tracking.tracking_uri()}, which only nodes sharing this folder "
               f"reach; a team sets MLFLOW_TRACKING_URI to a server (make server)", file=sys.stderr)
     started = time.perf_counter()
+    local = {} if address else {
+        "object_store_memory": 100 * 1024**2,  # trainings pass paths, not tensors
+        "_node_ip_address": "127.0.0.1",  # the stage's own Ray listens on this machine only
+    }
+    # Ray's default for a new local cluster (token authentication) is kept; its notice, once per run, is not.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     try:
-        ray.init(address=address or "local", include_dashboard=False, configure_logging=False,
-                 **({} if address else {"object_store_memory": 100 * 1024**2}),  # trainings pass paths, not tensors
+        ray.init(address=address or "local", include_dashboard=False, configure_logging=False, **local,
                  runtime_env={"env_vars": {
-                     "MLFLOW_TRACKING_URI": tracking.tracking_uri(), "RAY_USAGE_STATS_ENABLED": "0",
+                     "MLFLOW_TRACKING_URI": tracking.tracking_uri(), **settings.TELEMETRY_OFF,
                      **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {})}})
     except ray.exceptions.AuthenticationError:
         raise MnistbenchError(f"RAY_ADDRESS={address}: the cluster refused this machine's Ray token; expected "
@@ -119,11 +119,11 @@ def _connect() -> None:
 
 def _train_task(raw_params: dict, model: str, seed: int, folders: list[Path], tags: dict, cwd: Path, code: str) -> bool:
     """One training, in a Ray worker: the same call as the local executor's, from the project folder."""
-    if pipeline.code_digest() != code:
+    if train_stage.code_digest() != code:
         raise MnistbenchError(f"the Ray worker on {socket.gethostname()} runs other code than the driver "
-                              f"({pipeline.code_digest()} vs {code}); expected the same checkout on every node")
+                              f"({train_stage.code_digest()} vs {code}); expected the same checkout on every node")
     os.chdir(cwd)  # git lineage, relative paths: as in the stage's own process
-    return pipeline.train(parse_params(raw_params), model, seed, *folders, tags=tags)
+    return train_stage.train(parse_params(raw_params), model, seed, *folders, tags=tags)
 
 
 def _gpus(trainings: list[Training], how: MatrixParams) -> float:
@@ -144,7 +144,7 @@ def _run_on_ray(trainings: list[Training], how: MatrixParams) -> list[bool]:
     try:
         task = ray.remote(_train_task).options(num_cpus=how.cpus_per_training, num_gpus=_gpus(trainings, how),
                                                max_retries=RETRIES_ON_WORKER_DEATH, retry_exceptions=False)
-        cwd, code = Path.cwd(), pipeline.code_digest()
+        cwd, code = Path.cwd(), train_stage.code_digest()
         pending = {task.remote(t.params.model_dump(), t.model, t.seed, t.folders, t.tags, cwd, code): t
                    for t in trainings}
         with tqdm(total=len(pending), desc="train (Ray)", unit="training", file=sys.stdout) as bar:

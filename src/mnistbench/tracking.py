@@ -22,9 +22,8 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-# Offline-first: no usage data leaves the machine. Set before mlflow is imported.
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("DO_NOT_TRACK", "true")
+from mnistbench import settings  # noqa: F401,E402  (telemetry off before mlflow is imported)
+
 # A tracking server that stops mid-run fails the run in seconds, not after MLflow's default retries (7, with
 # exponential back-off: minutes); a hung one after at most 4 x 20 s.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
@@ -104,7 +103,15 @@ def _store_lock(uri: str):
 
 
 def _probe(uri: str) -> None:
-    """Raise if an HTTP tracking server does not answer within PROBE_TIMEOUT_S; any HTTP answer will do."""
+    """Raise if an HTTP tracking server does not answer within PROBE_TIMEOUT_S (any HTTP answer will do), or if a
+    SQLite store's folder does not exist: MLflow would create it, and a typo would start a new, invisible store."""
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        if not folder.is_dir():
+            raise MnistbenchError(f"MLflow tracking store {uri}: the folder {folder} does not exist; expected the "
+                                  "folder of an SQLite store (create it for a new store, or unset MLFLOW_TRACKING_URI "
+                                  "to use the project's mlflow.db)")
+        return
     if not uri.startswith(("http://", "https://")):
         return
     try:

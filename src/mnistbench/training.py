@@ -25,13 +25,11 @@ from torch import nn
 from tqdm import tqdm
 
 from mnistbench import augment, environment
-from mnistbench.config import TrainParams
 from mnistbench.data import to_float
+from mnistbench.evaluation import score
+from mnistbench.config import TrainParams
 from mnistbench.errors import MnistbenchError
 from mnistbench.files import atomic_path, load_tensors
-
-EVAL_CHUNK = 1000  # images per forward pass when evaluating: big enough to be fast, small enough for memory
-
 
 def make_optimizer(model: nn.Module, tp: TrainParams) -> torch.optim.Optimizer:
     # The fused kernels are faster for these small models; they give the same results run to run.
@@ -57,32 +55,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, tp: TrainParams, steps_per_
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def writeup_loss(per_image_losses: torch.Tensor, batch_size: int) -> float:
-    """The write-up's convention: sum over batches of the batch's mean loss, divided by the image count."""
-    n = len(per_image_losses)
-    batch_means = [chunk.mean() for chunk in per_image_losses.split(batch_size)]
-    return float(torch.stack(batch_means).sum() / n)
-
-
-@torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Logits for uint8 images, in chunks, in eval mode."""
-    model.eval()
-    out = [model(to_float(chunk).to(device)).float().cpu() for chunk in images.split(EVAL_CHUNK)]
-    return torch.cat(out)
-
-
-def score(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device) -> dict:
-    logits = predict(model, images, device)
-    losses = F.cross_entropy(logits, labels, reduction="none")
-    return {
-        "loss": float(losses.mean()),
-        "loss_writeup": writeup_loss(losses, batch_size),
-        "accuracy": float((logits.argmax(1) == labels).float().mean()),
-        "logits": logits,
-    }
 
 
 @dataclass
@@ -136,6 +108,11 @@ def _check_finite(name: str, what: str, value: float, epoch: int, tp: TrainParam
         raise MnistbenchError(
             f"{name}: {what} is not finite ({value}) at {where}; the run diverged: lower the learning rate "
             f"(train.lr or models.<name>.train.lr; this run used {tp.lr:g}) and run it again")
+
+
+def reading_back_syncs(device: torch.device) -> bool:
+    """Whether reading a value back to Python waits for the device (a GPU's queue); on a CPU it is free."""
+    return device.type != "cpu"
 
 
 @dataclass
@@ -201,6 +178,10 @@ def train(
             on_epoch(record)
 
     interactive = sys.stderr.isatty()
+    # A diverged step stops the run before anything is written for it. On a CPU the loss is checked after every
+    # step (reading it costs nothing); on a GPU that read is a host-device sync per step, so the losses are
+    # checked once per epoch, on the device, and the message still names the first bad step.
+    check_each_step = not reading_back_syncs(device)
     for epoch in range(start_epoch, tp.epochs + 1):
         t0 = time.perf_counter()
         model.train()
@@ -215,7 +196,8 @@ def train(
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(x)
                 loss = F.cross_entropy(logits, y, label_smoothing=tp.label_smoothing)
-            _check_finite(name, "the training loss", float(loss.detach()), epoch, tp, step)
+            if check_each_step:
+                _check_finite(name, "the training loss", float(loss.detach()), epoch, tp, step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -224,6 +206,12 @@ def train(
             correct += (logits.argmax(1) == y).sum()
         t1 = time.perf_counter()
         sums = torch.stack(batch_losses)
+        if not check_each_step:  # one read-back per epoch; names the first step whose loss was not finite
+            finite = torch.isfinite(sums)
+            if not bool(finite.all()):
+                step = int((~finite).nonzero()[0]) + 1
+                _check_finite(name, "the training loss", float(sums[step - 1] / len(order.split(tp.batch_size)[step - 1])),
+                              epoch, tp, step)
         sizes = torch.tensor([len(i) for i in order.split(tp.batch_size)], device=sums.device)
         valid = score(model, *valid_set, tp.batch_size, device)
         record = {

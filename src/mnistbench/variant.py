@@ -24,9 +24,10 @@ from pathlib import Path
 import yaml
 
 from mnistbench import tracking
-from mnistbench.config import ParamsError, load_params, read_yaml
+from mnistbench.config import ParamsError, load_params, merge, read_yaml
 from mnistbench.datasets import DATASETS
-from mnistbench.scratch import ROOT, copy_project
+from mnistbench.scratch import copy_project
+from mnistbench.settings import ROOT
 
 RECORD = ("dvc.lock", "reports")  # what a run leaves in the variant's folder
 
@@ -37,8 +38,11 @@ def workspace_of(name: str) -> Path:
 
 def prepare(name: str) -> tuple[Path, dict]:
     """The workspace with today's code and the merged params (returned too); its own dvc.lock and outputs kept."""
-    changes = read_yaml(ROOT / name / "params.yaml", f"the sections of params.yaml that the variant '{name}' changes")
-    merged = read_yaml(ROOT / "params.yaml") | changes
+    overlay = ROOT / name / "params.yaml"
+    changes = read_yaml(overlay, f"the keys of params.yaml that the variant '{name}' changes")
+    # A bad value stops here, naming the variant's own file and the key, before any workspace is written.
+    load_params(ROOT / "params.yaml", overlay)
+    merged = merge(read_yaml(ROOT / "params.yaml"), changes)
     workspace = workspace_of(name)
     workspace.mkdir(parents=True, exist_ok=True)
     # The project's own record and the variants' folders are not the workspace's: it writes its own.
@@ -47,7 +51,6 @@ def prepare(name: str) -> tuple[Path, dict]:
     (workspace / "params.yaml").write_text(
         f"# params.yaml + {name}/params.yaml, written by mnistbench.variant: edit those, not this\n"
         + yaml.safe_dump(merged, sort_keys=False))
-    load_params(workspace / "params.yaml")  # a bad value stops here, naming the key, before DVC starts
     page = ROOT / ".dvc" / "plots" / "index.html"  # made by `make setup`, ignored by git
     if page.is_file():
         shutil.copy2(page, workspace / page.relative_to(ROOT))

@@ -1,0 +1,84 @@
+"""Stage `evaluate`: every trained pair of the pipeline on the 10,000 test images.
+
+Per pair: test loss and accuracy, per-class accuracy, the confusion matrix (reports/metrics/), the
+predictions (reports/predictions/, for `dvc plots` and the paired tests between models), four summary
+numbers (reports/summary/, what `dvc metrics` reads), and the same numbers on the pair's MLflow run.
+The files are written in a scratch folder and moved into place once MLflow took the same numbers: a failure
+leaves the old ones.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from tqdm import tqdm
+
+from mnistbench import data, environment, evaluation, tracking
+from mnistbench.config import Params, run_name
+from mnistbench.errors import MnistbenchError
+from mnistbench.figures import plot_confusion
+from mnistbench.files import csv_text, read_json, write_json, write_text
+from mnistbench.models import build_model
+
+OUTPUTS = ("metrics", "predictions", "summary")  # folders under reports/
+
+
+def evaluate(params: Params, name: str, seed: int, test_set, models_dir: Path, reports: Path, out: dict[str, Path]) -> dict:
+    """Test one pair; write its files into the folders `out` names; return its metrics."""
+    tp = params.train_for(name)
+    run = run_name(name, seed)
+    environment.make_deterministic(seed, params.threads_for(name))
+    device = environment.resolve_device(tp.device)
+    model = evaluation.load_weights(build_model(name, params), models_dir / f"{run}.pt").to(device)
+    images, labels = test_set
+    metrics, predictions = evaluation.test_metrics(model, images, labels, tp.batch_size, device)
+    metrics = {"model": name, "seed": seed, **metrics}
+    trained = read_json(reports / "train" / f"{run}.json")
+    write_json(out["metrics"] / f"{run}.json", metrics)
+    write_json(out["summary"] / f"{run}.json", {
+        "test_accuracy": metrics["test_accuracy"], "test_loss": metrics["test_loss"],
+        "parameters": trained["parameters"], "train_seconds": round(trained["train_seconds"], 1)})
+    write_text(out["predictions"] / f"{run}.csv",  # for `dvc plots show`'s confusion template, and McNemar's test
+               csv_text([{"actual": a, "predicted": p} for a, p in zip(labels.tolist(), predictions.tolist())]))
+    with tempfile.TemporaryDirectory() as scratch:
+        confusion, tested = Path(scratch) / f"{run}_confusion.png", Path(scratch) / f"{run}.json"
+        plot_confusion(run, metrics["confusion_matrix"], confusion)
+        shutil.copyfile(out["metrics"] / f"{run}.json", tested)
+        tracking.log_test_metrics(
+            params.mlflow.experiment, trained["mlflow_run_id"],
+            {k: metrics[k] for k in ("test_accuracy", "test_loss", "test_loss_writeup")},
+            artifacts={confusion: "figures", tested: "test"},
+        )
+    return metrics
+
+
+def evaluate_all(params: Params, processed_dir: Path, models_dir: Path, reports: Path,
+                 only: tuple[str, int] | None = None) -> None:
+    """Every pair of params.runs(), into fresh output folders that replace the old ones whole; with `only`,
+    one pair, whose files join the other pairs' there. Nothing lands unless every pair was evaluated."""
+    test_set = data.load_split(processed_dir, "test")
+    runs = [only] if only else params.runs()
+    for name in OUTPUTS:  # before MLflow takes any number: a destination that cannot be written fails first
+        destination = reports / name
+        if destination.exists() and not destination.is_dir():
+            raise MnistbenchError(f"{destination}: not a folder; expected the folder of the evaluate stage's {name}")
+        destination.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".evaluate.tmp-", dir=reports) as scratch:
+        out = {name: Path(scratch) / name for name in OUTPUTS}
+        for folder in out.values():
+            folder.mkdir()
+        for name, seed in tqdm(runs, desc="evaluate", unit="model", file=sys.stdout, disable=len(runs) < 2):
+            m = evaluate(params, name, seed, test_set, models_dir, reports, out)
+            print(f"{run_name(name, seed)}: test accuracy {m['test_accuracy']:.4f} ({m['test_correct']}/{m['test_count']}), "
+                  f"loss {m['test_loss']:.4f}")
+        for name, folder in out.items():
+            if only:
+                for file in folder.iterdir():
+                    os.replace(file, reports / name / file.name)
+            else:
+                shutil.rmtree(reports / name, ignore_errors=True)
+                os.replace(folder, reports / name)

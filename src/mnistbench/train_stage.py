@@ -1,0 +1,119 @@
+"""Stage `train`, one model-seed pair: train it, track it in MLflow, write its weights, curves and record.
+
+The matrix (matrix.py) calls `train` for every pair of the pipeline; a pair whose outputs already hold its
+settings', code's and data's results is skipped. The code is this module's import closure (codebase.py):
+each record lists those files' hashes, so a report can say whether the code has changed since.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from mnistbench import codebase, data, environment, tracking, training
+from mnistbench.config import Params, run_name
+from mnistbench.figures import plot_curves
+from mnistbench.files import atomic_path, csv_text, read_json, write_json, write_text
+from mnistbench.models import build_model, count_parameters
+
+
+def code_files() -> dict[str, str]:
+    """The code a training runs (this module and what it imports), file by file, hashed."""
+    return codebase.file_digests(Path(__file__))
+
+
+def code_digest() -> str:
+    return codebase.digest(code_files())
+
+
+def data_digest(processed_dir: Path) -> str:
+    return hashlib.sha256(b"".join((processed_dir / f"{split}.pt").read_bytes() for split in ("train", "valid"))
+                          ).hexdigest()[:16]
+
+
+def train(params: Params, name: str, seed: int, processed_dir: Path, models_dir: Path, reports: Path,
+          checkpoints: Path, tags: dict | None = None) -> bool:
+    """Train one model-seed pair; False when its outputs already hold these settings' results (skipped).
+    `tags`: extra MLflow tags (a sweep's point)."""
+    tp = params.train_for(name).model_copy(update={"threads": params.threads_for(name)})
+    run = run_name(name, seed)
+    environment.make_deterministic(seed, tp.threads)
+    device = environment.resolve_device(tp.device)
+    precision = environment.resolve_precision(tp.precision, device)
+    model = build_model(name, params)  # after seeding: the initial weights are reproducible
+    section = params.model_section(name).model_dump(exclude={"train"})
+
+    run_params = {"model": name, "seed": seed, "dataset": params.data.dataset, "split": params.split.model_dump(),
+                  "train": tp.model_dump(), "arch": section, "precision": precision,
+                  "parameters": count_parameters(model)}
+    code = code_files()
+    outputs_of = training.fingerprint(run_params, codebase.digest(code), data_digest(processed_dir))
+    record = reports / "train" / f"{run}.json"
+    if (models_dir / f"{run}.pt").is_file() and (reports / "history" / f"{run}.csv").is_file() and \
+            record.is_file() and read_json(record).get("fingerprint") == outputs_of:
+        print(f"{run}: up to date (its outputs are these settings', code's and data's), not trained again")
+        return False
+    train_set = data.load_split(processed_dir, "train")
+    valid_set = data.load_split(processed_dir, "valid")
+    env = environment.describe(device)
+    tags = {f"env.{k}": str(v) for k, v in env.items()} | {"mlflow.source.git.commit": env["git_commit"]} | (tags or {})
+    checkpoint = training.Checkpoint(checkpoints / f"{run}.ckpt", training.fingerprint(run_params))
+    saved = checkpoint.load()  # a killed training continues its MLflow run, as it continues its epochs
+    resume = saved["meta"].get("mlflow_run_id") if saved and saved["epoch"] < tp.epochs else None
+
+    # Inside the run: any failure, writing the outputs included, marks it FAILED.
+    with tracking.start_run(params.mlflow.experiment, run, run_params, tags, resume=resume) as active:
+        run_id = active.info.run_id
+        checkpoint.meta = {"mlflow_run_id": run_id}
+        logged = tracking.logged_steps(run_id, "valid_accuracy")
+        if not logged:  # a new run; a resumed one has its inputs already
+            for split, (images, labels) in (("train", train_set), ("valid", valid_set)):
+                tracking.log_split(f"{params.data.dataset}-{split}", images, labels, data.digest(images),
+                                   "training" if split == "train" else "validation")
+
+        def on_epoch(record: dict) -> None:
+            if record["epoch"] not in logged:  # a resumed run logged its first epochs before the kill
+                tracking.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
+
+        result = training.train(model, tp, train_set, valid_set, device, seed, checkpoint, on_epoch=on_epoch, name=run)
+        tracking.log_metrics({"train_seconds": result.train_seconds, "images_per_second": result.images_per_second})
+        tracking.log_model(model, data.to_float(valid_set[0][:4]))
+
+        with atomic_path(models_dir / f"{run}.pt") as tmp:
+            torch.save(model.state_dict(), tmp)
+        history_csv = reports / "history" / f"{run}.csv"
+        write_text(history_csv, csv_text(result.history))
+        tracking.log_artifact(history_csv, "history")
+        with tempfile.TemporaryDirectory() as scratch:
+            curves = Path(scratch) / f"{run}_curves.png"
+            plot_curves(run, pd.DataFrame(result.history), curves)
+            tracking.log_artifact(curves, "figures")
+        best = max(result.history, key=lambda r: r["valid_accuracy"])
+        write_json(record, {
+            "model": name,
+            "seed": seed,
+            "dataset": params.data.dataset,
+            "mlflow_run_id": run_id,
+            "mlflow_experiment": params.mlflow.experiment,
+            "parameters": count_parameters(model),
+            "epochs": tp.epochs,
+            "batch_size": tp.batch_size,
+            "optimizer": tp.optimizer,
+            "lr": tp.lr,
+            "schedule": tp.schedule,
+            "precision": result.precision,
+            "train_images": len(train_set[1]) if not tp.limit_train_images else min(tp.limit_train_images, len(train_set[1])),
+            "best_valid_accuracy": best["valid_accuracy"],
+            "best_valid_epoch": best["epoch"],
+            "train_seconds": result.train_seconds,
+            "wall_seconds": result.wall_seconds,
+            "images_per_second": result.images_per_second,
+            "environment": env,
+            "code_files": code,  # what `mnistbench.reference` compares with today's files
+            "fingerprint": outputs_of,
+        })
+    return True
