@@ -1,7 +1,11 @@
-"""CI gates: accuracy against committed thresholds, speed as ratios measured in the same run.
+"""CI gates: accuracy against the reference reproduction, speed as ratios measured in the same run.
 
     python -m mnistbench.gates accuracy --metrics reports/metrics --gates gates.yaml
     python -m mnistbench.gates speed --bench reports/benchmarks/ci.json --gates gates.yaml
+
+Accuracy: each run's test accuracy must reach its model's floor, the one-sided prediction bound for one new
+seed drawn from the reference reproduction's seeds (reproduce/reports), at the false-alarm rate gates.yaml
+sets; a model without a reference needs an explicit floor there.
 
 Absolute times on a shared 2-core machine vary run to run, so the speed gate never compares
 seconds: it compares ratios of two timings taken in the same run (fused vs naive attention,
@@ -18,24 +22,48 @@ from pathlib import Path
 
 import yaml
 
+from mnistbench import reference
+from mnistbench.comparisons import Reference
+from mnistbench.errors import MnistbenchError, fail
 
-def accuracy_failures(metrics_dir: Path, thresholds: dict[str, float]) -> tuple[list[str], list[str]]:
-    """Lines for every model: (passes, failures). A model with no metrics file fails."""
+
+def accuracy_floors(gate: dict, root: Path) -> dict[str, tuple[float, str]]:
+    """Each gated model's floor (a fraction) and where it comes from: the one-sided prediction bound for one new
+    seed of the reference reproduction (`reference`, `false_alarm`), or an explicit floor for a model without
+    one (`floors`)."""
+    found = reference.accuracies(root / gate["reference"])
+    floors = {}
+    for model, values in found.items():
+        ref = Reference([100 * v for v in values.values()])
+        if ref.n >= 2:
+            floors[model] = (ref.lower_bound(gate["false_alarm"]) / 100,
+                             f"reference n={ref.n}, mean {ref.mean:.2f}, sd {ref.sd:.2f}")
+    for model, floor in (gate.get("floors") or {}).items():
+        floors.setdefault(model, (floor, "explicit floor (no reference)"))
+    return floors
+
+
+def accuracy_failures(metrics_dir: Path, floors: dict[str, tuple[float, str]]) -> tuple[list[str], list[str]]:
+    """Lines for every run in `metrics_dir`: (passes, failures). A run of a model with no floor fails."""
     passes, failures = [], []
-    for model, threshold in thresholds.items():
-        files = sorted(metrics_dir.glob(f"{model}-*.json"))
-        if not files:
-            failures.append(f"{model}: no metrics in {metrics_dir} (expected {model}-<seed>.json)")
+    files = sorted(metrics_dir.glob("*.json"))
+    if not files:
+        return [], [f"{metrics_dir}: no metrics (expected <model>-<seed>.json from the evaluate stage)"]
+    for path in files:
+        record = json.loads(path.read_text())
+        model, value = record["model"], record["test_accuracy"]
+        if model not in floors:
+            failures.append(f"{path.stem}: test accuracy {value:.4f}, but {model} has no reference run and no "
+                            f"explicit floor in the gates file")
             continue
-        for path in files:
-            value = json.loads(path.read_text())["test_accuracy"]
-            line = f"{path.stem}: test accuracy {value:.4f}, threshold {threshold:.4f}"
-            (passes if value >= threshold else failures).append(
-                line if value >= threshold else f"{line}: BELOW by {threshold - value:.4f}")
+        floor, source = floors[model]
+        line = f"{path.stem}: test accuracy {value:.4f}, floor {floor:.4f} ({source})"
+        (passes if value >= floor else failures).append(
+            line if value >= floor else f"{line}: BELOW by {floor - value:.4f}")
     return passes, failures
 
 
-class MissingBenchmark(LookupError):
+class MissingBenchmark(MnistbenchError, LookupError):
     """The benchmark JSON lacks a timing a ratio needs: a partial run, e.g. `pytest -k`."""
 
 
@@ -91,12 +119,16 @@ def main() -> None:
     args = parser.parse_args()
     gates = yaml.safe_load(args.gates.read_text())
     if args.gate == "accuracy":
-        passes, failures = accuracy_failures(args.metrics, gates["accuracy"])
+        gate = gates["accuracy"]
+        folder = args.gates.parent / gate["reference"]
+        print(f"reference: {folder} ({reference.status(folder)}); floors at a false-alarm rate of "
+              f"{gate['false_alarm']:g} per model")
+        passes, failures = accuracy_failures(args.metrics, accuracy_floors(gate, args.gates.parent))
     else:
         try:
             passes, failures = speed_failures(json.loads(args.bench.read_text()), gates["speed"])
         except MissingBenchmark as missing:
-            sys.exit(f"error: {args.bench}: {missing}; expected a full `pytest tests/benchmarks --benchmark-json` run")
+            fail(f"{args.bench}: {missing}; expected a full `pytest tests/benchmarks --benchmark-json` run")
     for line in passes:
         print(f"ok    {line}")
     for line in failures:

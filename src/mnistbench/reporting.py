@@ -6,18 +6,21 @@ figures.py, the statistics from stats.py.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import jinja2
 import pandas as pd
 
+from mnistbench import comparisons, reference
 from mnistbench.config import run_name
 from mnistbench.datasets import DATASETS, Dataset
 from mnistbench.figures import plot_confusion, plot_curves, plot_seeds, plot_vs_writeup
-from mnistbench.files import read_csv, read_json, write_text
+from mnistbench.files import read_csv, read_json, write_json, write_text
+from mnistbench.stats import mean_ci
 from mnistbench.models.vit_writeup import DIFFERENCES_FROM_VIT
-from mnistbench.tables import (comparison_rows, detail_rows, goal_rows, machine_summary, markdown_table, recipe_line,
-                               time_to_accuracy_rows)
+from mnistbench.tables import (comparison_rows, detail_rows, goal_rows, machine_summary, markdown_table, mcnemar_rows,
+                               paired_rows, recipe_line, time_to_accuracy_rows)
 from mnistbench.writeup import load_logs
 
 TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("mnistbench"), keep_trailing_newline=True,
@@ -26,33 +29,69 @@ HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "valid_loss", "valid
                    "valid_loss_writeup")
 
 
-def load_runs(models: list[str], seeds: list[int], reports: Path) -> pd.DataFrame:
-    """One row per (model, seed): what the train and evaluate stages recorded."""
+def load_runs(pairs: list[tuple[str, int]], reports: Path) -> pd.DataFrame:
+    """One row per (model, seed) pair: what the train and evaluate stages recorded."""
     rows = []
-    for model in models:
-        for seed in seeds:
-            run = read_json(reports / "train" / f"{run_name(model, seed)}.json")
-            metrics = read_json(reports / "metrics" / f"{run_name(model, seed)}.json")
-            rows.append({**{k: v for k, v in run.items() if k != "environment"}, **run["environment"],
-                         **{k: v for k, v in metrics.items() if k not in ("model", "seed")}})
+    for model, seed in pairs:
+        run = read_json(reports / "train" / f"{run_name(model, seed)}.json")
+        metrics = read_json(reports / "metrics" / f"{run_name(model, seed)}.json")
+        rows.append({**{k: v for k, v in run.items() if k not in ("environment", "code_files")}, **run["environment"],
+                     **{k: v for k, v in metrics.items() if k not in ("model", "seed")}})
     return pd.DataFrame(rows)
 
 
-def write_report(models: list[str], seeds: list[int], reports: Path, split_summary: Path, writeup_logs: Path,
+def seeds_text(pairs: list[tuple[str, int]]) -> str:
+    """Which seeds each model ran, grouped: '0-9 (mlp, cnn); 0-4 (mlp_tuned)'."""
+    by_model: dict[str, list[int]] = {}
+    for model, seed in pairs:
+        by_model.setdefault(model, []).append(seed)
+    groups: dict[str, list[str]] = {}
+    for model, seeds in by_model.items():
+        consecutive = seeds == list(range(seeds[0], seeds[0] + len(seeds))) and len(seeds) > 2
+        groups.setdefault(f"{seeds[0]}-{seeds[-1]}" if consecutive else ", ".join(map(str, seeds)), []).append(model)
+    if len(groups) == 1:
+        return next(iter(groups))
+    return "; ".join(f"{seeds} ({', '.join(models)})" for seeds, models in groups.items())
+
+
+def compare_models(runs: pd.DataFrame, reports: Path) -> dict:
+    """Which differences between the models are real. With several seeds of every model: a paired t-test per
+    pair over their shared seeds; with one: McNemar's exact test on the first seed's test predictions. Both
+    Holm-corrected over all pairs (docs/statistics.md)."""
+    accuracies = {m: dict(zip(g["seed"], g["test_accuracy"])) for m, g in runs.groupby("model", sort=False)}
+    if all(len(seeds) >= 2 for seeds in accuracies.values()):
+        found = comparisons.all_pairs(accuracies)
+        return {"method": "Paired t-test over the seeds both models ran, Holm-corrected", "table": markdown_table(paired_rows(found)),
+                "pairs": [{**asdict(c), "verdict": c.verdict()} for c in found]}
+    correct = {}
+    for model, seeds in accuracies.items():
+        predictions = read_csv(reports / "predictions" / f"{run_name(model, min(seeds))}.csv", ("actual", "predicted"))
+        correct[model] = list(predictions["actual"] == predictions["predicted"])
+    found = comparisons.all_mcnemar(correct)
+    return {"method": "McNemar's exact test on the same test images (one seed), Holm-corrected",
+            "table": markdown_table(mcnemar_rows(found)),
+            "pairs": [{**asdict(c), "difference": c.difference, "verdict": c.verdict()} for c in found]}
+
+
+def write_report(pairs: list[tuple[str, int]], reports: Path, split_summary: Path, writeup_logs: Path,
                  time_to_accuracy: Path | None = None, goals: dict[str, float] | None = None,
-                 dataset: Dataset = DATASETS["mnist"]) -> Path:
-    """Write reports/comparison.md (from templates/comparison.md.j2) and reports/figures/*.png; return the
-    markdown's path. `goals`: test accuracy each model should reach (gates.yaml's `accuracy`, their one home).
-    The write-up's logs and claims are about MNIST: on another dataset they are left out, and the report says so."""
+                 dataset: Dataset = DATASETS["mnist"], reference_reports: Path | None = None) -> Path:
+    """Write reports/comparison.md (from templates/comparison.md.j2), reports/comparisons.json (which
+    differences between models are real) and reports/figures/*.png; return the markdown's path. `goals`: mean
+    test accuracy a tuned model was built to reach (gates.yaml's `goals`, their one home). `reference_reports`:
+    the reproduction the CI gates compare against, whose status the report states. The write-up's logs and
+    claims are about MNIST: on another dataset they are left out, and the report says so."""
     figures = reports / "figures"
-    runs = load_runs(models, seeds, reports)
+    models = list(dict.fromkeys(model for model, _ in pairs))
+    first_seed = {model: seed for model, seed in reversed(pairs)}  # each model's first seed gives its curves
+    runs = load_runs(pairs, reports)
     tta = read_json(time_to_accuracy) if time_to_accuracy else {}
     logged = load_logs(writeup_logs)
     claimed = {m: float(g["accuracy_percent"].iloc[0]) for m, g in logged[logged["split"] == "test"].groupby("model")}
     if not dataset.writeup:
         logged, claimed = logged.iloc[0:0], {}
     for name in models:
-        run = run_name(name, seeds[0])  # the first seed's run gives the curves
+        run = run_name(name, first_seed[name])
         history = read_csv(reports / "history" / f"{run}.csv", HISTORY_COLUMNS)
         plot_curves(run, history, figures / f"{name}_curves.png")
         plot_confusion(run, read_json(reports / "metrics" / f"{run}.json")["confusion_matrix"],
@@ -60,12 +99,22 @@ def write_report(models: list[str], seeds: list[int], reports: Path, split_summa
         theirs = logged[(logged["model"] == name) & (logged["split"] == "valid")]
         if len(theirs):
             plot_vs_writeup(run, history, theirs, figures / f"{name}_vs_writeup.png")
-    plot_seeds(runs, claimed, figures / "seeds.png")
+    intervals = {m: mean_ci(list(100 * g["test_accuracy"])) for m, g in runs.groupby("model", sort=False)}
+    plot_seeds(runs, intervals, claimed, figures / "seeds.png")
     env = runs.iloc[0]
+    compared = compare_models(runs, reports)
+    write_json(reports / "comparisons.json", {k: v for k, v in compared.items() if k != "table"})
+    record = {"commits": ", ".join(sorted({c[:12] for c in runs["git_commit"]})), "status": reference.status(reports),
+              "lock": ", ".join(sorted({str(h)[:16] for h in runs.get("lock_sha256", pd.Series(["not recorded"]))})),
+              "reference": None}
+    if reference_reports is not None and (reference_reports / "train").is_dir() and \
+            reference_reports.resolve() != reports.resolve():
+        record["reference"] = reference_reports
+        record["reference_status"] = reference.status(reference_reports)
     splits = read_json(split_summary)
     goal_table = goal_rows(runs, goals or {})
     text = TEMPLATES.get_template("comparison.md.j2").render(
-        dataset=dataset, models=models, seeds=seeds, env=env, machine=machine_summary(env),
+        dataset=dataset, models=models, seeds=seeds_text(pairs), env=env, machine=machine_summary(env),
         comparison=markdown_table(comparison_rows(runs, tta)), details=markdown_table(detail_rows(runs)),
         goals=markdown_table(goal_table) if goal_table else "",
         published=markdown_table(dataset.published) if dataset.published else "",
@@ -74,7 +123,8 @@ def write_report(models: list[str], seeds: list[int], reports: Path, split_summa
         tta_machine=(lambda e: f"{machine_summary(e)}, {e['cpu_count']} CPUs, torch {e['torch']}.")(
             next(iter(tta.values()))["environment"]) if tta else "",
         compared=[m for m in models if m in claimed],
-        vit_differences=DIFFERENCES_FROM_VIT,
+        pairwise=compared, record=record,
+        vit_differences=DIFFERENCES_FROM_VIT if {"vit_writeup", "vit"} <= set(models) else [],
         split_seed=splits["seed"],
         split_counts=", ".join(f"{k} {v['count']:,}" for k, v in splits["splits"].items()),
     )

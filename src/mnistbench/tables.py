@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 
+from mnistbench.comparisons import McNemar, PairedComparison
 from mnistbench.stats import accuracy_interval
 
 
@@ -42,11 +43,12 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def time_to_accuracy_cell(result: dict | None) -> str:
+    """One sprint's summary in a cell: its olympic mean, or why it has none."""
     if not result:
         return "-"
-    if not result["reached_on_valid"]:
-        return f"not {result['threshold']:.1%} in {result['epochs']} epochs ({result['seconds']:.0f} s)"
-    return f"{result['threshold']:.1%} in {result['seconds']:.1f} s ({result['epochs']} epochs)"
+    if not result["valid"]:
+        return f"invalid: {result['reached_on_valid']} of {result['runs']} runs reached {result['threshold']:.1%}"
+    return f"{result['threshold']:.1%} in {result['olympic_mean_seconds']:.1f} s (olympic mean of {result['runs']})"
 
 
 def comparison_rows(runs: pd.DataFrame, time_to_accuracy: dict) -> list[dict]:
@@ -104,23 +106,40 @@ def goal_rows(runs: pd.DataFrame, goals: dict[str, float]) -> list[dict]:
 
 
 def time_to_accuracy_rows(results: dict) -> list[dict]:
+    """One row per sprint: MLPerf's olympic mean over its seeds, the range, how many runs reached the threshold."""
     return [{
         "model": name,
         "threshold (valid, then test)": f"{r['threshold']:.1%}",
-        "wall time (s)": f"{r['seconds']:.1f}",
-        "goal (s)": f"≤ {r['goal_seconds']:.0f}",
-        "epochs": f"{r['epochs']} of at most {r['max_epochs']}",
-        "valid accuracy (%)": f"{100 * r['valid_accuracy']:.2f}",
-        "test accuracy (%)": f"{100 * r['test_accuracy']:.2f}",
-        "confirmed on test": "yes" if r["confirmed_on_test"] else "no",
-        "within goal": "yes" if r["reached_on_valid"] and r["seconds"] <= r["goal_seconds"] else "no",
+        "olympic mean (s)": f"{r['olympic_mean_seconds']:.1f}",
+        "range (s)": f"{r['min_seconds']:.1f}-{r['max_seconds']:.1f}",
+        "in sgemm units (GFLOP)": f"{r['olympic_mean_sgemm_gflop']:,.0f}",
+        "reached on valid / confirmed on test": f"{r['reached_on_valid']} / {r['confirmed_on_test']} of {r['runs']}",
+        "result": ("within goal" if r["olympic_mean_seconds"] <= r["goal_seconds"] else "over goal") + f" (≤ {r['goal_seconds']:.0f} s)"
+        if r["valid"] else "invalid (more than one run missed)",
     } for name, r in results.items()]
 
 
 def recipe_line(r: dict) -> str:
-    """How a time-to-accuracy run trained, in one line."""
+    """How a time-to-accuracy sprint trained, in one line, with the epochs each seed took."""
     tp = r["recipe"]
     augmented = any(tp["augment"].values())
-    return (f"{r['epochs']} of {r['max_epochs']} epochs, batch {tp['batch_size']}, {r.get('precision', tp['precision'])}, "
-            f"{tp['optimizer']} lr {tp['lr']}, {tp['schedule']} schedule, label smoothing {tp['label_smoothing']}, "
-            f"augmentation {'on' if augmented else 'off'}, seed {r['seed']}")
+    epochs = ", ".join(str(run["epochs"]) for run in r["seeds"])
+    return (f"at most {tp['epochs']} epochs (seeds {', '.join(str(run['seed']) for run in r['seeds'])} took {epochs}), "
+            f"batch {tp['batch_size']}, {r['precision']}, {tp['optimizer']} lr {tp['lr']}, {tp['schedule']} schedule, "
+            f"label smoothing {tp['label_smoothing']}, augmentation {'on' if augmented else 'off'}")
+
+
+def _p(p: float) -> str:
+    return "-" if math.isnan(p) else f"{p:.2g}" if p >= 0.001 else "< 0.001"
+
+
+def paired_rows(found: list[PairedComparison]) -> list[dict]:
+    """One row per pair of models over their shared seeds (paired t-test, Holm-corrected)."""
+    return [{"pair": f"{c.a} vs {c.b}", "seeds": c.n, "p": _p(c.p), "p (Holm)": _p(c.p_holm),
+             "verdict": c.verdict()} for c in found]
+
+
+def mcnemar_rows(found: list[McNemar]) -> list[dict]:
+    """One row per pair of models on the same test images (McNemar's exact test, Holm-corrected)."""
+    return [{"pair": f"{c.a} vs {c.b}", "only the first right": c.only_a_right, "only the second right": c.only_b_right,
+             "p": _p(c.p), "p (Holm)": _p(c.p_holm), "verdict": c.verdict()} for c in found]
