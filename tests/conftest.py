@@ -1,9 +1,12 @@
 import gzip
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from mnistbench import training
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,3 +31,44 @@ def write_idx(path: Path, array: np.ndarray, magic: int | None = None, count: in
     with gzip.open(path, "wb") as f:
         f.write(header + array.tobytes())
     return path
+
+
+def _refuse_processes_and_training(item) -> pytest.MonkeyPatch:
+    """For a test not marked slow: starting a process (a stage, DVC, Ray, a server) or training a model fails
+    the test, naming it. `make check` runs only such tests, so it stays fast."""
+    patch = pytest.MonkeyPatch()
+
+    def refuse(what):
+        def refused(*args, **kwargs):
+            raise AssertionError(f"{item.nodeid} {what}: mark it @pytest.mark.slow (the fast tier, `make check`, "
+                                 "starts no process and trains nothing)")
+        return refused
+
+    real_popen_init = subprocess.Popen.__init__
+
+    def popen_init(self, args, *rest, **kwargs):
+        program = Path(str(args[0] if isinstance(args, (list, tuple)) else str(args).split()[0])).name
+        if program != "git":  # reading the checkout's commit (environment.describe) starts no work
+            refuse(f"starts a process ({program})")()
+        real_popen_init(self, args, *rest, **kwargs)
+
+    patch.setattr(subprocess.Popen, "__init__", popen_init)
+    patch.setattr(training, "train", refuse("trains a model"))
+    return patch
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    """Before the test's fixtures too: a module-scoped fixture that runs `dvc repro` is the test's doing."""
+    patch = None if item.get_closest_marker("slow") else _refuse_processes_and_training(item)
+    yield
+    if patch:
+        patch.undo()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    patch = None if item.get_closest_marker("slow") else _refuse_processes_and_training(item)
+    yield
+    if patch:
+        patch.undo()

@@ -174,6 +174,7 @@ def test_real_mnist_decodes_to_the_published_counts(tmp_path, mnist_dir):
     assert labels.dtype == torch.int64
 
 
+@pytest.mark.slow
 def test_mnist_dir_overrides_local_dir(tmp_path, mnist_dir):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"]["local_dir"] = str(tmp_path / "nowhere")

@@ -10,9 +10,10 @@ import pytest
 from conftest import ROOT
 from mnistbench import benchreport, gpu_check
 
-pytestmark = pytest.mark.slow
 
 
+
+@pytest.mark.slow
 def test_gpu_check_steps_on_cpu(tmp_path, mnist_dir):
     out = tmp_path / "reports"
     env = {**os.environ, "MNIST_DIR": str(mnist_dir)}
@@ -32,6 +33,7 @@ def test_gpu_check_steps_on_cpu(tmp_path, mnist_dir):
     assert not (ROOT / "reports" / "benchmarks" / f"{slug}-pipeline.json").exists()  # the project's own stay as they are
 
 
+@pytest.mark.slow
 def test_gpu_check_refuses_a_machine_without_cuda(tmp_path):
     if __import__("torch").cuda.is_available():
         pytest.skip("this machine has a GPU: the refusal is for machines without one")

@@ -12,7 +12,7 @@ from conftest import ROOT
 from mnistbench import tracking
 from test_reliability import fake_processed, tiny_params, train_cmd
 
-pytestmark = pytest.mark.slow
+
 # Tracked files changed in this checkout, other than what the pipeline writes (locks, reports)
 DIRTY = [line for line in subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                                          capture_output=True, text=True).stdout.splitlines()
@@ -47,6 +47,7 @@ def store(tmp_path_factory):
     mp.undo()
 
 
+@pytest.mark.slow
 def test_the_experiment_opens_on_training_runs_with_accuracy_model_and_seed_columns(store):
     client, _ = store
     tags = client.get_experiment_by_name("mnistbench").tags
@@ -56,6 +57,7 @@ def test_the_experiment_opens_on_training_runs_with_accuracy_model_and_seed_colu
     assert view["orderByKey"] == "metrics.`test_accuracy`" and view["orderByAsc"] is False
 
 
+@pytest.mark.slow
 def test_a_training_run_has_its_data_curves_artifacts_and_lineage(store):
     client, records = store
     run = client.get_run(records[0]["mlflow_run_id"])
@@ -70,6 +72,7 @@ def test_a_training_run_has_its_data_curves_artifacts_and_lineage(store):
     assert artifacts == {"history/mlp-0.csv", "figures/mlp-0_curves.png", "figures/mlp-0_confusion.png", "test/mlp-0.json"}
 
 
+@pytest.mark.slow
 def test_each_model_groups_its_seeds_under_an_aggregate_run(store):
     client, records = store
     experiment = client.get_experiment_by_name("mnistbench").experiment_id
@@ -84,6 +87,7 @@ def test_each_model_groups_its_seeds_under_an_aggregate_run(store):
     assert sorted(r.info.run_name for r in children) == ["mlp-0", "mlp-1"]
 
 
+@pytest.mark.slow
 def test_the_best_training_of_each_model_is_registered_with_an_alias(store):
     client, records = store
     best = max((r for r in records if r["model"] == "mlp"), key=lambda r: r["test_accuracy"])

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from conftest import ROOT
 from mnistbench.config import load_params
+from mnistbench.errors import ParamsError
 from mnistbench.models import REGISTRY, build_model, count_parameters
 from mnistbench.models.vit import MultiHeadSelfAttention, ViT
 
@@ -62,18 +63,25 @@ def test_tuned_parameter_counts(params):
 @pytest.mark.parametrize("name", list(REGISTRY))
 def test_every_registered_model_builds_within_its_budget_and_classifies(params, name):
     """Every model in the registry, a new one included: its params section validates, it builds
-    deterministically, stays within its budget if it has one, and maps images to 10 logits."""
-    section = params.model_section(name)
+    deterministically (within its budget, or build_model refuses it: tested below), and maps images to 10
+    logits."""
     torch.manual_seed(0)
     model = build_model(name, params).eval()
     torch.manual_seed(0)
     again = build_model(name, params).eval()
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
-    assert section.max_params is None or count_parameters(model) <= section.max_params
     x = torch.rand(3, 1, 28, 28)
     assert model(x).shape == (3, 10)
     if name != "vit_writeup":  # the write-up's ViT re-draws its attention weights in every forward pass
         assert torch.equal(model(x), model(x))
+
+
+def test_a_model_over_its_budget_is_refused_naming_the_key(params):
+    over = params.model_copy(update={"models": params.models.model_copy(update={
+        "cnn": params.models.cnn.model_copy(update={"max_params": 40_000})})})
+    with pytest.raises(ParamsError, match=r"models\.cnn\.max_params: the model has 40,730 parameters, over the "
+                                          r"budget of 40,000"):
+        build_model("cnn", over)
 
 
 def test_every_registered_model_has_a_params_section_and_nothing_else_does():

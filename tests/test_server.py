@@ -18,9 +18,9 @@ from conftest import ROOT
 from mnistbench import server
 from test_reliability import fake_processed, tiny_params, train_cmd
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+pytestmark = pytest.mark.skipif(
     not os.environ.get("CI") and not (shutil.which("initdb") or server.glob.glob("/usr/lib/postgresql/*/bin/initdb")),
-    reason="PostgreSQL is not installed (`make postgresql` installs it; under CI this is a failure, not a skip)")]
+    reason="PostgreSQL is not installed (`make postgresql` installs it; under CI this is a failure, not a skip)")
 
 
 def free_port() -> int:
@@ -48,6 +48,7 @@ def trainer(tmp_path, url, seed, epochs, model="mlp"):
                             stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_two_clones_log_at_once_and_nothing_is_lost(tracking_server, tmp_path):
     _, url = tracking_server
     trainings = [trainer(tmp_path, url, seed, epochs=3) for seed in (0, 1)]  # two processes, as two clones
@@ -68,6 +69,7 @@ def test_two_clones_log_at_once_and_nothing_is_lost(tracking_server, tmp_path):
     assert sorted(m.source_run_id for m in models) == sorted(r.info.run_id for r in runs)
 
 
+@pytest.mark.slow
 def test_ray_workers_log_every_run_and_epoch_to_the_server(tracking_server, tmp_path):
     _, url = tracking_server
     processed = fake_processed(tmp_path / "processed", n_train=512, n_valid=64)
@@ -90,6 +92,7 @@ def test_ray_workers_log_every_run_and_epoch_to_the_server(tracking_server, tmp_
 
 
 # Last: it stops the module's server.
+@pytest.mark.slow
 def test_a_server_stopping_mid_run_fails_the_training_in_seconds(tracking_server, tmp_path):
     folder, url = tracking_server
     training = trainer(tmp_path, url, seed=7, epochs=400)

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from conftest import ROOT
 from test_reliability import fake_processed, state_hash, tiny_params, train_cmd
 
-pytestmark = pytest.mark.slow
+
 
 
 def sweep(tmp_path, env, *extra):
@@ -23,6 +23,7 @@ def sweep(tmp_path, env, *extra):
     return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_a_sweep_trains_each_point_as_the_stage_would_and_ranks_them_on_valid(tmp_path):
     processed = fake_processed(tmp_path / "processed", n_train=512, n_valid=64)
     params = tiny_params(tmp_path / "params.yaml", epochs=2)
@@ -49,6 +50,7 @@ def test_a_sweep_trains_each_point_as_the_stage_would_and_ranks_them_on_valid(tm
     assert len(client.search_runs([runs[0].info.experiment_id])) == 2
 
 
+@pytest.mark.slow
 def test_a_bad_sweep_key_is_named_before_anything_runs(tmp_path):
     fake_processed(tmp_path / "processed", n_train=64, n_valid=64)
     tiny_params(tmp_path / "params.yaml", epochs=1)

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import ROOT
-from mnistbench import environment, training
+from mnistbench import environment, evaluation, training
 from mnistbench.config import load_params
 from mnistbench.errors import MnistbenchError
 from mnistbench.models import build_model
@@ -48,9 +48,9 @@ def test_training_steps_lower_the_loss(params, name):
 
 def test_writeup_loss_is_sum_of_batch_means_over_count():
     losses = torch.tensor([1.0, 3.0, 2.0, 2.0, 5.0])  # batches of 2: means 2, 2, 5
-    assert training.writeup_loss(losses, batch_size=2) == pytest.approx((2 + 2 + 5) / 5)
+    assert evaluation.writeup_loss(losses, batch_size=2) == pytest.approx((2 + 2 + 5) / 5)
     even = torch.rand(64)
-    assert training.writeup_loss(even, batch_size=32) == pytest.approx(float(even.mean()) / 32)
+    assert evaluation.writeup_loss(even, batch_size=32) == pytest.approx(float(even.mean()) / 32)
 
 
 class Interrupted(Exception):
@@ -75,6 +75,7 @@ def run_tiny(params, name, checkpoint=None, epochs=2, kill_in_epoch=None):
     return model, result
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["cnn", "cnn_tuned"])  # cnn_tuned: augmentation, label smoothing, OneCycle
 def test_same_seed_same_weights_and_metrics(params, name):
     model_a, result_a = run_tiny(params, name)
@@ -84,6 +85,7 @@ def test_same_seed_same_weights_and_metrics(params, name):
     assert strip(result_a.history) == strip(result_b.history)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["cnn", "cnn_tuned"])
 def test_resume_from_checkpoint_equals_uninterrupted_run(params, tmp_path, name):
     straight, _ = run_tiny(params, name, epochs=3)
@@ -96,6 +98,7 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(params, tmp_path, name)
     assert weights_hash(resumed) == weights_hash(straight)
 
 
+@pytest.mark.slow
 def test_stops_at_the_first_epoch_that_reaches_the_valid_accuracy(params):
     tp = params.train_for("mlp").model_copy(update={"epochs": 5, "limit_train_images": 256})
     model = build_model("mlp", params)
@@ -104,12 +107,14 @@ def test_stops_at_the_first_epoch_that_reaches_the_valid_accuracy(params):
     assert [r["epoch"] for r in result.history] == [1]
 
 
+@pytest.mark.slow
 def test_checkpoint_of_other_settings_is_not_resumed(params, tmp_path):
     run_tiny(params, "mlp", training.Checkpoint(tmp_path / "m.ckpt", "settings-a"), epochs=1)
     _, result = run_tiny(params, "mlp", training.Checkpoint(tmp_path / "m.ckpt", "settings-b"), epochs=2)
     assert [r["epoch"] for r in result.history] == [1, 2]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision, dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
 def test_precision_sets_the_dtype_of_training_forwards_but_not_of_evaluation(params, precision, dtype):
     tp = params.train_for("cnn_tuned").model_copy(update={"epochs": 1, "warmup_epochs": 0.5, "limit_train_images": 64,
@@ -123,6 +128,7 @@ def test_precision_sets_the_dtype_of_training_forwards_but_not_of_evaluation(par
     assert {d for is_training, d in seen if not is_training} == {torch.float32}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_precision_follows_what_the_hardware_reports(params, monkeypatch, native):
     """`auto` is bf16 exactly where the device runs it natively; the choice is what trains and what is recorded."""
@@ -162,11 +168,17 @@ def test_machine_description_has_what_a_timing_needs():
     info = environment.describe(torch.device("cpu"))
     assert info["cpu_capability"] in ("DEFAULT", "AVX2", "AVX512", "ZVECTOR", "VSX", "SVE256", "NEON")
     assert isinstance(info["cpu_native_bf16"], bool) and info["sgemm_gflops"] > 0
-    assert info["threads"] == torch.get_num_threads() and info["gpu"] == "none"
+    assert info["threads"] == torch.get_num_threads()
+    assert info["gpu"] == (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")
+    assert info["lock_sha256"] == hashlib.sha256((ROOT / "requirements.lock").read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("per_step_check", [True, False], ids=["cpu: every step", "gpu-style: once per epoch"])
 @pytest.mark.parametrize("lr", [1e10, float("inf")])
-def test_a_diverging_run_stops_with_the_epoch_step_and_a_hint(params, lr):
+def test_a_diverging_run_stops_with_the_epoch_step_and_a_hint(params, lr, per_step_check, monkeypatch):
+    # A GPU checks the losses once per epoch (no sync per step); the message names the same first bad step.
+    monkeypatch.setattr(training, "reading_back_syncs", lambda device: not per_step_check)
     tp = params.train_for("mlp").model_copy(update={"epochs": 2, "optimizer": "sgd", "lr": lr})
     environment.make_deterministic(0, tp.threads)
     with pytest.raises(MnistbenchError, match=r"mlp-0: the training loss is not finite \((nan|inf)\) at epoch 1, "

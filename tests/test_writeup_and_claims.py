@@ -6,6 +6,7 @@ import pytest
 
 from conftest import ROOT
 from mnistbench import claims
+from mnistbench.comparisons import Reference
 from mnistbench.writeup import load_logs, parse_file
 
 WRITEUP = ROOT.parent / "shared" / "reference" / "homework6-writeup.md"
@@ -51,10 +52,14 @@ def test_problem_1_verdicts():
     assert "'+1'" in wrong_b["evidence"] and "number of filters (8), not 3" in wrong_b["evidence"]
 
 
-def test_seed_verdicts():
-    assert claims.seed_verdict(97.6, [97.5, 97.7, 97.6])[0] == "reproduced"
-    assert claims.seed_verdict(97.97, [97.5, 97.61, 97.59, 97.6, 98.0])[0] == "within seed noise"
-    assert claims.seed_verdict(99.0, [97.5, 97.6, 97.7])[0] == "refuted"
+def test_seed_verdicts_place_the_claim_in_our_distribution_of_one_more_seed():
+    ours = [97.5, 97.61, 97.59, 97.6, 98.0]
+    lo, hi = Reference(ours).prediction_interval()
+    inside, evidence = claims.seed_verdict(hi - 0.01, ours)  # far outside our seeds' range, inside the interval
+    assert inside == "reproduced" and f"[{lo:.2f}, {hi:.2f}]" in evidence and "with p = " in evidence
+    assert float(evidence.rsplit("p = ", 1)[1]) > 0.05
+    outside, evidence = claims.seed_verdict(hi + 0.01, ours)
+    assert outside == "refuted" and float(evidence.rsplit("p = ", 1)[1]) < 0.05
     assert claims.seed_verdict(97.6, [97.5])[0] == "not checkable"
 
 
@@ -66,6 +71,7 @@ def test_log_arithmetic_catches_a_wrong_percentage(committed_logs):
     assert row["verdict"] == "refuted" and "epochs [1]" in row["evidence"]
 
 
+@pytest.mark.slow
 def test_the_protocol_search_runs_and_names_a_winner(tmp_path):
     """research/protocol_search.py, on a small random split: every candidate trains and is scored."""
     from test_reliability import fake_processed

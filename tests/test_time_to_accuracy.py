@@ -1,0 +1,41 @@
+"""Time to accuracy under MLPerf Training's rules: the olympic mean over seeds, at most one miss, thresholds
+that belong to a dataset."""
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from mnistbench.config import ParamsError, parse_params
+from mnistbench.time_to_accuracy import olympic
+
+
+def run(seconds: float, reached: bool = True, sgemm: float = 100.0) -> dict:
+    return {"seconds": seconds, "reached_on_valid": reached, "confirmed_on_test": reached,
+            "environment": {"sgemm_gflops": sgemm}}
+
+
+def test_the_olympic_mean_drops_the_fastest_and_the_slowest_run():
+    summary = olympic([run(9.0), run(12.0), run(10.0), run(30.0), run(11.0)])
+    assert summary["olympic_mean_seconds"] == pytest.approx(11.0)  # mean of 10, 11, 12
+    assert (summary["min_seconds"], summary["max_seconds"], summary["runs"]) == (9.0, 30.0, 5)
+    assert summary["olympic_mean_sgemm_gflop"] == pytest.approx(1100.0)  # 11 s at 100 GFLOP/s
+    assert olympic([run(4.0), run(6.0)])["olympic_mean_seconds"] == pytest.approx(5.0)  # under three: all kept
+
+
+def test_one_miss_is_allowed_and_two_make_the_result_invalid():
+    one = olympic([run(10.0), run(10.0, reached=False), run(10.0), run(10.0), run(10.0)])
+    assert one["valid"] and one["reached_on_valid"] == 4 and one["confirmed_on_test"] == 4
+    two = olympic([run(10.0), run(10.0, reached=False), run(10.0, reached=False), run(10.0), run(10.0)])
+    assert not two["valid"] and two["reached_on_valid"] == 3
+
+
+def test_a_threshold_belongs_to_a_dataset():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = parse_params(raw)
+    assert params.time_to_accuracy_threshold("cnn_tuned") == raw["time_to_accuracy"]["models"]["cnn_tuned"]["threshold"]["mnist"]
+    raw["data"]["dataset"] = "fashion-mnist"
+    assert parse_params(raw).time_to_accuracy_threshold("cnn_tuned") is None  # MNIST's 99% is not asked of it
+    raw["time_to_accuracy"]["models"]["cnn_tuned"]["threshold"] = {"mnsit": 0.99}
+    with pytest.raises(ParamsError, match=r"time_to_accuracy\.models\.cnn_tuned\.threshold: unknown dataset 'mnsit'.*"
+                                          r"did you mean 'mnist'"):
+        parse_params(raw)
