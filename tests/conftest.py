@@ -48,7 +48,7 @@ def _refuse_processes_and_training(item) -> pytest.MonkeyPatch:
 
     def popen_init(self, args, *rest, **kwargs):
         program = Path(str(args[0] if isinstance(args, (list, tuple)) else str(args).split()[0])).name
-        if program != "git":  # reading the checkout's commit (environment.describe) starts no work
+        if program not in ("git", "uname"):  # reading the commit and the platform (environment.describe) is no work
             refuse(f"starts a process ({program})")()
         real_popen_init(self, args, *rest, **kwargs)
 
@@ -57,18 +57,13 @@ def _refuse_processes_and_training(item) -> pytest.MonkeyPatch:
     return patch
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_setup(item):
-    """Before the test's fixtures too: a module-scoped fixture that runs `dvc repro` is the test's doing."""
+def _in_the_fast_tier_unless_marked(item):
     patch = None if item.get_closest_marker("slow") else _refuse_processes_and_training(item)
     yield
     if patch:
         patch.undo()
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_call(item):
-    patch = None if item.get_closest_marker("slow") else _refuse_processes_and_training(item)
-    yield
-    if patch:
-        patch.undo()
+# Setup too: a module-scoped fixture that runs `dvc repro` is the test's doing.
+pytest_runtest_setup = pytest.hookimpl(hookwrapper=True)(_in_the_fast_tier_unless_marked)
+pytest_runtest_call = pytest.hookimpl(hookwrapper=True)(_in_the_fast_tier_unless_marked)
