@@ -2,11 +2,14 @@
 executor's weights; a worker killed mid-training is retried and resumes its checkpoint; a dead address fails fast."""
 
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -35,6 +38,29 @@ def matrix_params(path: Path, executor: str, models=("mlp", "cnn"), seeds=(0, 1)
     params["matrix"]["executor"] = executor
     path.write_text(yaml.safe_dump(params))
     return path
+
+
+@contextmanager
+def ray_node(cmd: list[str], env: dict):
+    """A Ray node this test starts (`ray start ... --block`, in a session of its own) and stops: its processes are
+    found below the one it started, never by name (`ray stop` would stop every Ray on the machine)."""
+    node = subprocess.Popen([*cmd, "--block"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in node.stdout] + [lines.put(None)], daemon=True).start()
+    seen = []
+    try:
+        while not any("block forever" in line for line in seen):  # printed once the node is up
+            line = lines.get(timeout=180)
+            assert line is not None, "ray start exited:\n" + "".join(seen[-40:])
+            seen.append(line)
+        yield node
+    finally:
+        family = [node_process := psutil.Process(node.pid), *node_process.children(recursive=True)]
+        os.killpg(node.pid, signal.SIGTERM)
+        _, alive = psutil.wait_procs(family, timeout=30)
+        for process in alive:
+            process.kill()
 
 
 def runs_a_training(process: psutil.Process) -> bool:
@@ -73,18 +99,13 @@ def test_a_two_node_cluster_gives_the_local_executors_weights_and_a_rerun_trains
     port = free_port()
     head = f"127.0.0.1:{port}"
     env = env | {"RAY_AUTH_MODE": "token"}  # `ray start --head` turns on token auth; the others use its ~/.ray token
-    try:
-        for cmd in ([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
-                     "--include-dashboard=false", "--disable-usage-stats"],
-                    [RAY, "start", f"--address={head}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-                     "--disable-usage-stats"]):  # a second node: a worker process of its own, as on a second machine
-            started = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-            assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
+    with ray_node([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
+                   "--include-dashboard=false", "--disable-usage-stats"], env), \
+         ray_node([RAY, "start", f"--address={head}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+                   "--disable-usage-stats"], env):  # a second node: a worker process of its own, as on a second machine
         out = finish(train_matrix(cluster, processed, matrix_params(cluster / "params.yaml", "ray"),
                                   env | {"RAY_ADDRESS": head}))
         assert f"Ray: cluster {head}, 2 CPUs" in out
-    finally:
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
     for run in PAIRS:
         assert state_hash(cluster / "models" / f"{run}.pt") == state_hash(local / "models" / f"{run}.pt"), run
     again = finish(train_matrix(local, processed, local / "params.yaml", env))
