@@ -17,6 +17,8 @@ import pytest
 import yaml
 
 from conftest import ROOT
+from mnistbench.errors import MnistbenchError
+from mnistbench.matrix import check_fits
 from test_reliability import fake_processed, state_hash
 
 
@@ -146,3 +148,26 @@ def test_a_cluster_address_that_does_not_answer_fails_within_seconds(tmp_path, e
                           env | {"RAY_ADDRESS": address}).communicate(timeout=60)
     assert time.monotonic() - started < 15
     assert f"error: RAY_ADDRESS={address}: no Ray cluster answers there" in out and "Traceback" not in out
+
+
+def test_a_training_no_node_can_hold_is_refused_naming_the_key():
+    nodes = [{"CPU": 2.0}, {"CPU": 4.0, "GPU": 1.0}]
+    check_fits({"CPU": 4, "GPU": 1}, nodes, "the Ray cluster x")  # the second node holds it
+    with pytest.raises(MnistbenchError, match=r"^matrix\.cpus_per_training: each training asks for 64 CPUs, but the "
+                                              r"largest node of the Ray cluster x has 4; expected at most 4$"):
+        check_fits({"CPU": 64}, nodes, "the Ray cluster x")
+    with pytest.raises(MnistbenchError, match=r"^matrix\.gpus_per_training: .* 2 GPUs, .* has 1;"):
+        check_fits({"GPU": 2}, nodes, "the Ray cluster x")
+
+
+@pytest.mark.slow
+def test_more_cpus_per_training_than_the_cluster_has_fails_within_seconds(tmp_path, env):
+    processed = fake_processed(tmp_path / "processed", n_train=256, n_valid=64)
+    params = matrix_params(tmp_path / "params.yaml", "ray")
+    raw = yaml.safe_load(params.read_text())
+    raw["matrix"]["cpus_per_training"] = 64
+    params.write_text(yaml.safe_dump(raw))
+    started = time.monotonic()
+    out, _ = train_matrix(tmp_path, processed, params, env).communicate(timeout=120)
+    assert time.monotonic() - started < 60
+    assert "error: matrix.cpus_per_training: each training asks for 64 CPUs" in out and "Traceback" not in out

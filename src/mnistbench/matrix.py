@@ -135,6 +135,16 @@ def _gpus(trainings: list[Training], how: MatrixParams) -> float:
     return 1.0 if ray.cluster_resources().get("GPU", 0) > 0 and devices != {"cpu"} else 0.0
 
 
+def check_fits(request: dict[str, float], nodes: list[dict[str, float]], where: str) -> None:
+    """Refuse, naming the key, a request no single node can hold: Ray would leave the task pending forever."""
+    keys = {"CPU": "matrix.cpus_per_training", "GPU": "matrix.gpus_per_training"}
+    for resource, amount in request.items():
+        largest = max((node.get(resource, 0) for node in nodes), default=0)
+        if amount > largest:
+            raise MnistbenchError(f"{keys[resource]}: each training asks for {amount:g} {resource}s, but the largest "
+                                  f"node of {where} has {largest:g}; expected at most {largest:g}")
+
+
 def _run_on_ray(trainings: list[Training], how: MatrixParams) -> list[bool]:
     """Whether each training ran (False: it was up to date); raises after all finished if any failed."""
     import ray
@@ -142,7 +152,10 @@ def _run_on_ray(trainings: list[Training], how: MatrixParams) -> list[bool]:
     _connect()
     failures, trained = [], []
     try:
-        task = ray.remote(_train_task).options(num_cpus=how.cpus_per_training, num_gpus=_gpus(trainings, how),
+        request = {"CPU": how.cpus_per_training, "GPU": _gpus(trainings, how)}
+        check_fits({k: v for k, v in request.items() if v}, [n["Resources"] for n in ray.nodes() if n["Alive"]],
+                   f"the Ray cluster {os.environ.get('RAY_ADDRESS') or '(local)'}")
+        task = ray.remote(_train_task).options(num_cpus=how.cpus_per_training, num_gpus=request["GPU"],
                                                max_retries=RETRIES_ON_WORKER_DEATH, retry_exceptions=False)
         cwd, code = Path.cwd(), train_stage.code_digest()
         pending = {task.remote(t.params.model_dump(), t.model, t.seed, t.folders, t.tags, cwd, code): t
