@@ -90,4 +90,4 @@ push: setup  ## send data and models to the DVC remote (.dvc/config; default ../
 	$(BIN)/dvc push
 
 pull: setup  ## fetch what dvc.lock names from the DVC remote: `dvc repro` then retrains nothing
-	$(BIN)/dvc pull
+	$(BIN)/python -m mnistbench.remote pull

@@ -1,5 +1,8 @@
-"""The DVC remote as the project configures it: a file corrupted in the remote is refused on pull, not used."""
+"""The DVC remote as the project configures it: a file corrupted in the remote, or never pushed, is refused by
+`make pull` (python -m mnistbench.remote pull) in one line naming the remote and the file; nothing reaches the
+workspace."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -13,31 +16,52 @@ DVC = str(Path(sys.executable).parent / "dvc")
 
 
 def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # the venv's dvc
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def first_clone(tmp_path: Path, remote: Path, push: bool = True) -> Path:
+    """A DVC project with the project's remote settings, pointed at `remote`, one tracked file (pushed or not)."""
+    first = tmp_path / "first"
+    first.mkdir()
+    assert run(["git", "init", "-q"], first).returncode == 0
+    assert run([DVC, "init", "-q"], first).returncode == 0
+    shutil.copyfile(ROOT / ".dvc" / "config", first / ".dvc" / "config")
+    assert run([DVC, "remote", "modify", "--local", "local", "url", str(remote)], first).returncode == 0
+    (first / "model.pt").write_bytes(bytes(range(256)) * 400)
+    for cmd in ([DVC, "add", "-q", "model.pt"], *([[DVC, "push", "-q"]] if push else []), ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "model"]):
+        done = run(cmd, first)
+        assert done.returncode == 0, done.stderr
+    return first
+
+
+def pull_in_a_second_clone(tmp_path: Path, first: Path, remote: Path) -> tuple[Path, subprocess.CompletedProcess]:
+    second = tmp_path / "second"
+    assert run(["git", "clone", "-q", str(first), str(second)], tmp_path).returncode == 0
+    assert run([DVC, "remote", "modify", "--local", "local", "url", str(remote)], second).returncode == 0
+    return second, run([sys.executable, "-m", "mnistbench.remote", "pull"], second)
 
 
 @pytest.mark.slow
 def test_a_corrupted_file_in_the_remote_is_refused_by_a_pull_in_a_second_clone(tmp_path):
-    first, remote = tmp_path / "first", tmp_path / "storage"
-    first.mkdir()
-    assert run(["git", "init", "-q"], first).returncode == 0
-    assert run([DVC, "init", "-q"], first).returncode == 0
-    shutil.copyfile(ROOT / ".dvc" / "config", first / ".dvc" / "config")  # the project's remote settings
-    assert run([DVC, "remote", "modify", "--local", "local", "url", str(remote)], first).returncode == 0
-    (first / "model.pt").write_bytes(bytes(range(256)) * 400)
-    for cmd in ([DVC, "add", "-q", "model.pt"], [DVC, "push", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "model"]):
-        done = run(cmd, first)
-        assert done.returncode == 0, done.stderr
+    remote = tmp_path / "storage"
+    first = first_clone(tmp_path, remote)
     [stored] = [p for p in remote.rglob("*") if p.is_file()]
     stored.chmod(0o644)
     with open(stored, "r+b") as f:  # 16 bytes flipped in the remote's copy
         f.seek(100)
         f.write(b"X" * 16)
-
-    second = tmp_path / "second"
-    assert run(["git", "clone", "-q", str(first), str(second)], tmp_path).returncode == 0
-    assert run([DVC, "remote", "modify", "--local", "local", "url", str(remote)], second).returncode == 0
-    pulled = run([DVC, "pull"], second)
-    assert pulled.returncode != 0 and "model.pt" in pulled.stdout + pulled.stderr
+    second, pulled = pull_in_a_second_clone(tmp_path, first, remote)
+    assert pulled.returncode == 1 and "Traceback" not in pulled.stderr
+    assert pulled.stderr.strip().splitlines()[-1].startswith(f"error: DVC remote 'local' ({remote}): could not fetch "
+                                                             "model.pt: missing there, or its copy failed the hash check")
     assert not (second / "model.pt").exists()  # nothing unverified reaches the workspace
+
+
+@pytest.mark.slow
+def test_a_pull_from_a_remote_with_nothing_pushed_names_the_remote_and_what_to_do(tmp_path):
+    remote = tmp_path / "storage"
+    second, pulled = pull_in_a_second_clone(tmp_path, first_clone(tmp_path, remote, push=False), remote)
+    assert pulled.returncode == 1 and f"error: DVC remote 'local' ({remote}): could not fetch model.pt" in pulled.stderr
+    assert "make push" in pulled.stderr and not (second / "model.pt").exists()
