@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from mnistbench import benchreport, scratch
+from mnistbench.errors import fail
 from mnistbench.files import write_json
 from mnistbench.settings import ROOT
 BENCH_LIMIT_S = 180
@@ -98,8 +99,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "reports")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
-        sys.exit("error: gpu-check: torch sees no CUDA device on this machine; run it where one is "
-                 "(or with --device cpu --tiny to try the steps)")
+        fail("gpu-check: torch sees no CUDA device on this machine; run it where one is "
+             "(or with --device cpu --tiny to try the steps)")
     bench_dir = args.out / "benchmarks"
     bench_dir.mkdir(parents=True, exist_ok=True)
     slug = device_slug(args.device)

@@ -25,7 +25,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from mnistbench.errors import MnistbenchError
+from mnistbench.errors import MnistbenchError, exit_on_error
 from mnistbench import settings
 from mnistbench.settings import ROOT
 
@@ -141,6 +141,7 @@ def stop(folder: Path = DEFAULT_DIR) -> None:
         subprocess.run(as_owner([pg_binary("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]), capture_output=True)
 
 
+@exit_on_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["start", "stop"])
@@ -148,14 +149,11 @@ def main() -> None:
     parser.add_argument("--pg-port", type=int, default=PG_PORT)
     parser.add_argument("--port", type=int, default=MLFLOW_PORT)
     args = parser.parse_args()
-    try:
-        if args.action == "stop":
-            stop(args.dir.resolve())
-            print(f"stopped the MLflow server and PostgreSQL of {args.dir}")
-            return
-        url = start(args.dir.resolve(), args.pg_port, args.port)
-    except (MnistbenchError, OSError) as err:
-        sys.exit(f"error: {err}")
+    if args.action == "stop":
+        stop(args.dir.resolve())
+        print(f"stopped the MLflow server and PostgreSQL of {args.dir}")
+        return
+    url = start(args.dir.resolve(), args.pg_port, args.port)
     print(f"MLflow server on {url} (PostgreSQL on 127.0.0.1:{args.pg_port}, artifacts in {args.dir}/artifacts).\n"
           f"Log to it from this shell, from Ray workers and from other clones on this machine:\n"
           f"  export MLFLOW_TRACKING_URI={url}\nStop it: make server-stop")

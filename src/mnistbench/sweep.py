@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import copy
 import itertools
-import sys
 from pathlib import Path
 
 import yaml
 
 from mnistbench import comparisons, matrix
 from mnistbench.config import ParamsError, parse_params, read_yaml, run_name
-from mnistbench.errors import MnistbenchError
+from mnistbench.errors import MnistbenchError, exit_on_error
 from mnistbench.files import read_json, write_text
 from mnistbench.tables import markdown_table
 
@@ -57,6 +56,7 @@ def describe(point: dict[str, object]) -> str:
     return ", ".join(f"{k}={v}" for k, v in point.items())
 
 
+@exit_on_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", required=True, help="the sweep's name: its folder under sweeps/ and its experiment")
@@ -67,13 +67,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("data/processed"))
     parser.add_argument("--out", type=Path, default=Path("sweeps"))
     args = parser.parse_args()
-    try:
-        trainings, points, folder = plan(args)
-        matrix.execute(trainings, trainings[0].params.matrix)
-        summary = summarize(trainings, points, folder)
-    except (MnistbenchError, ParamsError, OSError) as err:
-        sys.exit(f"error: {err}")
-    print(summary)
+    trainings, points, folder = plan(args)
+    matrix.execute(trainings, trainings[0].params.matrix)
+    print(summarize(trainings, points, folder))
 
 
 def plan(args: argparse.Namespace) -> tuple[list[matrix.Training], list[dict], Path]:

@@ -24,7 +24,8 @@ from pathlib import Path
 import yaml
 
 from mnistbench import tracking
-from mnistbench.config import ParamsError, load_params, merge, read_yaml
+from mnistbench.config import load_params, merge, read_yaml
+from mnistbench.errors import MnistbenchError, exit_on_error
 from mnistbench.datasets import DATASETS
 from mnistbench.scratch import copy_project
 from mnistbench.settings import ROOT
@@ -86,22 +87,20 @@ def record(name: str, workspace: Path) -> Path:
     return folder
 
 
+@exit_on_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", help="the variant's folder: reproduce, fashion-mnist, or one of your own")
     args = parser.parse_args()
-    try:
-        workspace, params = prepare(args.name)
-    except (ParamsError, OSError) as err:
-        sys.exit(f"error: {err}")
+    workspace, params = prepare(args.name)
     print(f"dvc repro of the variant '{args.name}' in {workspace.relative_to(ROOT)}/ "
           f"(what is already done there is kept)", flush=True)
     started = time.perf_counter()
     done = subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro"], cwd=workspace,
                           env=environment(workspace, params))
     if done.returncode != 0:
-        sys.exit(f"error: dvc repro of the variant '{args.name}' failed (exit {done.returncode}); "
-                 f"its workspace {workspace} keeps what finished: rerun to go on")
+        raise MnistbenchError(f"dvc repro of the variant '{args.name}' failed (exit {done.returncode}); "
+                              f"its workspace {workspace} keeps what finished: rerun to go on")
     folder = record(args.name, workspace)
     print(f"wrote {folder.relative_to(ROOT)}/dvc.lock and reports/ "
           f"({(time.perf_counter() - started) / 60:.1f} min)")
