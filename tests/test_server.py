@@ -91,6 +91,27 @@ def test_ray_workers_log_every_run_and_epoch_to_the_server(tracking_server, tmp_
         assert [m.step for m in client.get_metric_history(r.info.run_id, "valid_accuracy")] == [1, 2, 3]
 
 
+@pytest.mark.slow
+def test_a_taken_port_is_refused_before_anything_starts():
+    folder = Path(tempfile.mkdtemp(prefix="mnistbench-server-"))
+    os.chmod(folder, 0o755)
+    with socket.socket() as taken:  # a program of this test's own listening where the MLflow server would
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "mnistbench.server", "start", "--dir", str(folder),
+                               "--pg-port", str(free_port()), "--port", str(port)], capture_output=True, text=True,
+                              timeout=120)
+    try:
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert done.stderr.strip() == (f"error: 127.0.0.1:{port}: another program listens there; expected a free port "
+                                       "for the MLflow server (--port): stop that program or choose another port")
+        assert not (folder / "postgres").exists()  # no PostgreSQL was started, so none is left running
+    finally:
+        server.stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 # Last: it stops the module's server.
 @pytest.mark.slow
 def test_a_server_stopping_mid_run_fails_the_training_in_seconds(tracking_server, tmp_path):

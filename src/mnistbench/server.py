@@ -19,6 +19,7 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -98,12 +99,43 @@ def healthy(url: str) -> bool:
         return False
 
 
+def port_taken(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:`port`."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def postgres_running(folder: Path) -> bool:
+    data = folder / "postgres"
+    return (data / "PG_VERSION").is_file() and subprocess.run(
+        as_owner([pg_binary("pg_ctl"), "-D", str(data), "status"]), capture_output=True).returncode == 0
+
+
 def start(folder: Path = DEFAULT_DIR, pg_port: int = PG_PORT, port: int = MLFLOW_PORT) -> str:
-    """Start PostgreSQL and `mlflow server` (each only if not running); return the tracking URI."""
+    """Start PostgreSQL and `mlflow server` (each only if not running); return the tracking URI. Both ports are
+    checked before anything starts, and what this call started is stopped again when a later step fails."""
     url = f"http://127.0.0.1:{port}"
-    start_postgres(folder, pg_port)
-    if healthy(url):
+    if healthy(url) and postgres_running(folder):
         return url
+    for taken, what in ((port, "the MLflow server (--port)"), (pg_port, "PostgreSQL (--pg-port)")):
+        ours = taken == pg_port and postgres_running(folder)
+        if not ours and port_taken(taken):
+            raise MnistbenchError(f"127.0.0.1:{taken}: another program listens there; expected a free port for "
+                                  f"{what}: stop that program or choose another port")
+    started_postgres = not postgres_running(folder)
+    start_postgres(folder, pg_port)
+    try:
+        return start_mlflow(folder, pg_port, port, url)
+    except MnistbenchError:
+        if started_postgres:
+            stop_postgres(folder)
+        raise
+
+
+def start_mlflow(folder: Path, pg_port: int, port: int, url: str) -> str:
     log = folder / "mlflow.log"
     (folder / "artifacts").mkdir(exist_ok=True)
     with open(log, "ab") as out:
@@ -136,6 +168,10 @@ def stop_mlflow(folder: Path) -> None:
 
 def stop(folder: Path = DEFAULT_DIR) -> None:
     stop_mlflow(folder)
+    stop_postgres(folder)
+
+
+def stop_postgres(folder: Path) -> None:
     data = folder / "postgres"
     if (data / "PG_VERSION").is_file():
         subprocess.run(as_owner([pg_binary("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]), capture_output=True)
