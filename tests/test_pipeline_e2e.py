@@ -102,6 +102,13 @@ def test_time_to_accuracy_stage(tiny_project):
         reached = sum(run["valid_accuracy"] >= r["threshold"] for run in runs)  # 1 epoch on 2,000 images: not 99%
         assert r["reached_on_valid"] == reached and r["valid"] == (reached >= 2)
         assert r["environment"]["threads"] >= 1
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("mnistbench").experiment_id
+    for name, r in results.items():  # one parent run per sprint model, its seeds as children
+        [parent] = client.search_runs([experiment], f"attributes.run_name = '{name}-time-to-accuracy'")
+        assert parent.data.metrics["olympic_mean_seconds"] == pytest.approx(r["olympic_mean_seconds"])
+        children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+        assert sorted(c.info.run_name for c in children) == [f"{name}-time-to-accuracy-{s}" for s in (0, 1, 2)]
     report = (project / "reports" / "comparison.md").read_text()
     assert "time to accuracy (valid)" in report and "## Time to accuracy" in report
     assert "## Goals and tuned variants" in report and "https://github.com/asnelt/mnistvit" in report
@@ -155,7 +162,7 @@ def test_one_mlflow_run_per_model_with_metrics(tiny_project):
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("mnistbench")
     everything = client.search_runs([experiment.experiment_id])
-    runs = [r for r in everything if "mnistbench.model" not in r.data.tags]  # trainings, not the model summaries
+    runs = [r for r in everything if not {"mnistbench.model", "mnistbench.sprint"} & set(r.data.tags)]  # trainings
     assert sorted(r.info.run_name for r in runs) == sorted(f"{name}-0" for name in MODELS)
     summaries = {r.info.run_name: r.info.run_id for r in everything if "mnistbench.model" in r.data.tags}
     assert sorted(summaries) == sorted(MODELS)  # the report stage groups each model's trainings

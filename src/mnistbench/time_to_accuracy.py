@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from mnistbench import data, environment, evaluation, training
+from mnistbench import data, environment, evaluation, tracking, training
 from mnistbench.config import Params
 from mnistbench.files import write_json
 from mnistbench.models import build_model, count_parameters
@@ -80,6 +80,20 @@ def olympic(runs: list[dict]) -> dict:
     }
 
 
+def log_sprint(experiment: str, name: str, summary: dict, runs: list[dict]) -> None:
+    """In MLflow: one parent run per sprint model with the summary as metrics, and one child run per seed (logged
+    after the clock stopped: MLflow's time is not the sprint's)."""
+    tags = {f"env.{k}": str(v) for k, v in runs[0]["environment"].items()} | {"mnistbench.sprint": name}
+    settings = {"threshold": runs[0]["threshold"], "recipe": runs[0]["recipe"], "seeds": [r["seed"] for r in runs]}
+    with tracking.start_run(experiment, f"{name}-time-to-accuracy", settings, tags) as parent:
+        tracking.log_metrics({k: float(v) for k, v in summary.items()})
+    for run in runs:
+        child = tags | {"mlflow.parentRunId": parent.info.run_id}
+        with tracking.start_run(experiment, f"{name}-time-to-accuracy-{run['seed']}", {"seed": run["seed"]}, child):
+            tracking.log_metrics({k: float(run[k]) for k in ("seconds", "epochs", "valid_accuracy", "test_accuracy",
+                                                              "reached_on_valid", "confirmed_on_test")})
+
+
 def measure_all(params: Params, processed_dir: Path, out: Path) -> None:
     """Stage `time_to_accuracy`: every sprint model in this pipeline with a threshold for its dataset, once per
     seed, summarized by `olympic` ({} when none has one)."""
@@ -93,6 +107,7 @@ def measure_all(params: Params, processed_dir: Path, out: Path) -> None:
             continue
         runs = [measure(params, name, seed, processed_dir) for seed in params.time_to_accuracy.seeds]
         summary = olympic(runs)
+        log_sprint(params.mlflow.experiment, name, summary, runs)
         results[name] = {**summary, "threshold": runs[0]["threshold"], "goal_seconds": target.goal_seconds,
                          "recipe": runs[0]["recipe"], "precision": runs[0]["precision"],
                          "environment": runs[0]["environment"], "seeds": runs}
