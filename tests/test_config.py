@@ -156,3 +156,21 @@ def test_non_utf8_params_name_the_file_and_the_byte(tmp_path):
 def test_values_no_run_could_use_are_refused(section, key, value, message):
     with pytest.raises(ParamsError, match=message):
         parse_params(with_change(section, key, value))
+
+
+def test_an_overlay_changes_only_the_keys_it_names_and_its_typo_is_named_alone(tmp_path):
+    """A variant's params.yaml: merged key by key (a section it names keeps the keys it does not), and a bad key in
+    it is the only line of the error, which names both files."""
+    overlay = tmp_path / "variant.yaml"
+    overlay.write_text("train: {epochs: 3}\nseeds: {per_model: {mlp: [0, 1]}}\n")
+    params = load_params(ROOT / "params.yaml", overlay)
+    committed = load_params(ROOT / "params.yaml")
+    assert params.train.epochs == 3 and params.train.lr == committed.train.lr
+    assert params.seeds_for("mlp") == [0, 1] and params.seeds_for("cnn") == committed.seeds.train
+    assert [run for run in params.runs() if run[0] == "mlp"] == [("mlp", 0), ("mlp", 1)]
+    overlay.write_text("train: {epocs: 3}\n")
+    with pytest.raises(ParamsError) as raised:
+        load_params(ROOT / "params.yaml", overlay)
+    lines = str(raised.value).splitlines()
+    assert lines[0] == f"{ROOT / 'params.yaml'} + {overlay}: invalid parameters"
+    assert len(lines) == 2 and lines[1].startswith("train.epocs: unknown key 'epocs'") and "did you mean 'epochs'" in lines[1]
