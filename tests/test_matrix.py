@@ -171,3 +171,28 @@ def test_more_cpus_per_training_than_the_cluster_has_fails_within_seconds(tmp_pa
     out, _ = train_matrix(tmp_path, processed, params, env).communicate(timeout=120)
     assert time.monotonic() - started < 60
     assert "error: matrix.cpus_per_training: each training asks for 64 CPUs" in out and "Traceback" not in out
+
+
+@pytest.mark.slow
+def test_an_address_where_something_else_answers_fails_within_seconds(tmp_path, env):
+    processed = fake_processed(tmp_path / "processed", n_train=256, n_valid=64)
+    port = free_port()
+    web = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=tmp_path,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until the web server accepts connections
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        started = time.monotonic()
+        out, _ = train_matrix(tmp_path, processed, matrix_params(tmp_path / "params.yaml", "ray"),
+                              env | {"RAY_ADDRESS": f"127.0.0.1:{port}"}).communicate(timeout=120)
+        assert time.monotonic() - started < 60
+        assert f"error: RAY_ADDRESS=127.0.0.1:{port}: something answers there, but not a Ray head" in out
+        assert "Traceback" not in out
+    finally:
+        web.kill()
+        web.wait()

@@ -74,15 +74,27 @@ def execute(trainings: list[Training], how: MatrixParams) -> None:
     print(f"{sum(trained)} trained, {len(trained) - sum(trained)} up to date (not trained again)")
 
 
+# A client's HTTP/2 connection preface and an empty SETTINGS frame: a Ray head (gRPC, over HTTP/2) answers with a
+# SETTINGS frame of its own; anything else (an HTTP/1 server, a database) answers otherwise or not at all.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+HTTP2_SETTINGS = 4  # the frame type byte of a SETTINGS frame
+
+
 def _probe(address: str) -> None:
-    """Fail in seconds, naming the address, when nothing listens there (ray.init would wait far longer)."""
+    """Fail in seconds, naming the address, when no Ray answers there: nothing listens, or what listens does not
+    speak gRPC (ray.init would retry for minutes, past Ctrl-C)."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
+    expected = ("expected the address `ray start --head` printed (host:6379), or RAY_ADDRESS unset to run on a Ray "
+                "of this machine")
     try:
-        socket.create_connection((host or "127.0.0.1", int(port)), timeout=PROBE_TIMEOUT_S).close()
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=PROBE_TIMEOUT_S) as connection:
+            connection.sendall(HTTP2_PREFACE)
+            answer = connection.recv(9)
     except (OSError, ValueError) as err:
-        raise MnistbenchError(
-            f"RAY_ADDRESS={address}: no Ray cluster answers there ({err}); expected the address `ray start --head` "
-            f"printed (host:6379), or RAY_ADDRESS unset to run on a Ray of this machine") from None
+        raise MnistbenchError(f"RAY_ADDRESS={address}: no Ray cluster answers there ({err}); {expected}") from None
+    if len(answer) < 9 or answer[3] != HTTP2_SETTINGS:
+        raise MnistbenchError(f"RAY_ADDRESS={address}: something answers there, but not a Ray head (no gRPC "
+                              f"handshake; it said {answer[:24]!r}); {expected}")
 
 
 def _connect() -> None:
