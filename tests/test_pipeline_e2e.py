@@ -110,7 +110,7 @@ def test_time_to_accuracy_stage(tiny_project):
         children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
         assert sorted(c.info.run_name for c in children) == [f"{name}-time-to-accuracy-{s}" for s in (0, 1, 2)]
     report = (project / "reports" / "comparison.md").read_text()
-    assert "time to accuracy (valid)" in report and "## Time to accuracy" in report
+    assert "time to accuracy (valid)" in report and "## Time to accuracy" in report and "olympic mean" in report
     assert "## Goals and tuned variants" in report and "https://github.com/asnelt/mnistvit" in report
 
 
@@ -201,18 +201,19 @@ def test_mnist_dir_is_verified_again_and_unchanged_bytes_keep_the_rest(tiny_proj
 
 
 @pytest.mark.slow
-def test_a_changed_module_makes_the_stages_that_import_it_stale(tiny_project):
+def test_a_change_to_the_training_loop_stales_train_and_what_reads_it_only(tiny_project):
+    """train and time_to_accuracy run the loop; report and claims state whether the code that made the record is
+    today's, so they read it too. Evaluation does not import it; download and split never did."""
     project, env = tiny_project
-    augment = project / "src" / "mnistbench" / "augment.py"
-    original = augment.read_text()
-    augment.write_text(original + "\n# changed\n")
+    loop = project / "src" / "mnistbench" / "training.py"
+    original = loop.read_text()
+    loop.write_text(original + "\n# changed\n")
     try:
         status = json.loads(run(["dvc", "status", "--json"], project, env).stdout)
     finally:
-        augment.write_text(original)
-    stale = {stage for stage, changes in status.items()
-             if any("src/mnistbench/augment.py" in str(c) for c in changes)}
-    assert "train" in stale and "split" not in stale and "report" not in stale
+        loop.write_text(original)
+    stale = {stage for stage, changes in status.items() if any("src/mnistbench/training.py" in str(c) for c in changes)}
+    assert stale == {"train", "time_to_accuracy", "report", "claims"}, status
 
 
 @pytest.mark.slow
@@ -221,11 +222,13 @@ def test_the_reproduction_variant_writes_claims_with_seed_intervals_into_its_own
     comparison = (project / "reproduce" / "reports" / "comparison.md").read_text()
     assert "± " in comparison and "(n=2)" in comparison
     lock = yaml.safe_load((project / "reproduce" / "dvc.lock").read_text())["stages"]
-    assert {"train", "evaluate@mlp-1", "evaluate@vit_writeup-1", "claims"} <= set(lock) and "evaluate@cnn-0" not in lock
+    assert {"train", "evaluate", "report", "claims"} <= set(lock)
+    tested = sorted(p.name for p in (project / "reproduce" / "reports" / "metrics").iterdir())
+    assert tested == ["mlp-0.json", "mlp-1.json", "vit_writeup-0.json", "vit_writeup-1.json"]
     trained = sorted(p.name for p in (project / "reproduce" / "reports" / "train").iterdir())
     assert trained == ["mlp-0.json", "mlp-1.json", "vit_writeup-0.json", "vit_writeup-1.json"]
     one_seed = (project / "reports" / "claims.md").read_text()  # the main pipeline's own, over seed 0
-    assert "| mlp: test accuracy 97.60% |" in one_seed and "no interval" in one_seed
+    assert "| mlp: test accuracy 97.60% |" in one_seed and "no distribution" in one_seed
     claims = (project / "reproduce" / "reports" / "claims.md").read_text()
     for claim in ("output 98 x 1", "output 12 x 12 x 3", "CNN: total params 40730", "mlp: test accuracy 97.60%",
                   "vit_writeup: test accuracy 26.91%"):
@@ -241,7 +244,7 @@ def test_a_variant_rerun_retrains_nothing_and_a_bad_overlay_is_named(tiny_projec
     env = env | {"PYTHONPATH": str(project / "src")}
     again = run(reproduce_cmd(), project, env)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "Running stage 'train'" not in again.stdout and "Running stage 'evaluate@" not in again.stdout
+    assert "Running stage 'train'" not in again.stdout and "Running stage 'evaluate'" not in again.stdout
     overlay = project / "reproduce" / "params.yaml"
     original = overlay.read_text()
     overlay.write_text(yaml.safe_dump(yaml.safe_load(original) | {"seeds": {"train": [0, -1]}}))
@@ -292,3 +295,17 @@ def test_the_readmes_exp_show_fits_in_200_columns(tiny_project):
     lines = shown.stdout.splitlines()
     assert shown.returncode == 0 and "train.lr" in shown.stdout and "0.002" in shown.stdout, shown.stdout[-2000:]
     assert max(map(len, lines)) <= 200 and "…" not in shown.stdout
+
+
+@pytest.mark.slow
+def test_both_reports_say_which_differences_are_real(tiny_project):
+    project, _ = tiny_project
+    one_seed = (project / "reports" / "comparison.md").read_text()
+    assert "## Which differences are real" in one_seed and "McNemar's exact test" in one_seed
+    pairs = json.loads((project / "reports" / "comparisons.json").read_text())["pairs"]
+    assert len(pairs) == len(MODELS) * (len(MODELS) - 1) // 2  # every pair of the seven models, once
+    assert all(0 <= p["p"] <= p["p_holm"] <= 1 and p["only_a_right"] + p["only_b_right"] <= 10_000 for p in pairs)
+    seeds = (project / "reproduce" / "reports" / "comparison.md").read_text()
+    assert "Paired t-test over the seeds both models ran" in seeds and "| mlp vs vit_writeup | 2 |" in seeds
+    assert "mlp is better than vit_writeup by" in seeds  # 1 epoch: the write-up's ViT stays near chance
+    assert "made at commit" in seeds and "**current**" in seeds
