@@ -62,9 +62,10 @@ def tiny_project(tmp_path_factory, mnist_dir):
     for stale in ("dvc.lock", "reports", "reproduce/dvc.lock", "reproduce/reports"):  # the committed full runs
         path = project / stale
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"MNIST_DIR": str(mnist_dir)}
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {
+        "MNIST_DIR": str(mnist_dir), "PYTHONPATH": str(project / "src")}  # the copy's code, its added model included
     for cmd in (["dvc", "repro"], reproduce_cmd()):
-        result = run(cmd, project, env | {"PYTHONPATH": str(project / "src")})
+        result = run(cmd, project, env)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return project, env
 
@@ -150,9 +151,11 @@ def test_dvc_plots_render_offline_with_labelled_axes_and_a_colour_per_run(tiny_p
     assert "cdn.jsdelivr" not in page and "vegaEmbed" in page and page.count("<script>") >= 3
     spec = json.loads(run(["dvc", "plots", "show", "--json"], project, env).stdout)["data"]
     curves = spec["valid_accuracy"][0]["content"]
-    assert curves["encoding"]["color"]["field"] == "filename"  # one colour per run
+    assert curves["encoding"]["color"]["field"] == "run"  # one chart, one colour per run
     assert curves["encoding"]["y"]["title"] == "valid accuracy" and curves["encoding"]["x"]["title"] == "epoch"
-    assert sorted({v["filename"] for v in curves["data"]["values"]}) == sorted(f"{m}-0.csv" for m in MODELS)
+    assert sorted({v["run"] for v in curves["data"]["values"]}) == sorted(f"{m}-0" for m in MODELS)  # the added one too
+    assert sorted(k for k in spec if k.startswith("reports/predictions/")) == sorted(
+        f"reports/predictions/{m}-0.csv" for m in MODELS)  # a confusion matrix per run
     assert not any(key.startswith("reproduce/") for key in spec)  # the reproduction's runs are not in the main view
 
 

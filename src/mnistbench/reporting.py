@@ -16,7 +16,7 @@ from mnistbench import comparisons, reference
 from mnistbench.config import run_name
 from mnistbench.datasets import DATASETS, Dataset
 from mnistbench.figures import plot_confusion, plot_curves, plot_seeds, plot_vs_writeup
-from mnistbench.files import read_csv, read_json, write_json, write_text
+from mnistbench.files import csv_text, read_csv, read_json, write_json, write_text
 from mnistbench.stats import mean_ci
 from mnistbench.models.vit_writeup import DIFFERENCES_FROM_VIT
 from mnistbench.tables import (comparison_rows, detail_rows, goal_rows, machine_summary, markdown_table, mcnemar_rows,
@@ -90,6 +90,10 @@ def write_report(pairs: list[tuple[str, int]], reports: Path, split_summary: Pat
     claimed = {m: float(g["accuracy_percent"].iloc[0]) for m, g in logged[logged["split"] == "test"].groupby("model")}
     if not dataset.writeup:
         logged, claimed = logged.iloc[0:0], {}
+    curves = [{"run": run_name(m, s), "epoch": int(row["epoch"]), "valid_accuracy": row["valid_accuracy"],
+               "train_loss": row["train_loss"]}
+              for m, s in pairs for _, row in read_csv(reports / "history" / f"{run_name(m, s)}.csv", HISTORY_COLUMNS).iterrows()]
+    write_text(reports / "curves.csv", csv_text(curves))  # one file for `dvc plots show`, whatever models ran
     for name in models:
         run = run_name(name, first_seed[name])
         history = read_csv(reports / "history" / f"{run}.csv", HISTORY_COLUMNS)
