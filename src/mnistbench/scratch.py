@@ -23,7 +23,7 @@ from mnistbench.settings import ROOT
 
 def copy_project(dest: Path, skip: list[str] = ()) -> None:
     """The files git would commit (tracked, and untracked ones not ignored), as a fresh checkout has them,
-    but for those under the top-level names in `skip`."""
+    but for those under the top-level names in `skip`; a git repository whose HEAD is the project's commit."""
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
                             cwd=ROOT, capture_output=True, check=True).stdout.decode().split("\0")
     for rel in filter(None, listed):
@@ -34,6 +34,12 @@ def copy_project(dest: Path, skip: list[str] = ()) -> None:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    # The copy's HEAD is the project's commit (fetched, index read, files as copied): what runs in it records the
+    # commit it was made from, and uncommitted changes show as such. A project without commits has none to give.
+    fetched = subprocess.run(["git", "fetch", "-q", "--depth=1", str(ROOT), "HEAD"], cwd=dest, capture_output=True)
+    if fetched.returncode == 0:
+        subprocess.run(["git", "update-ref", "HEAD", "FETCH_HEAD"], cwd=dest, check=True)
+        subprocess.run(["git", "read-tree", "HEAD"], cwd=dest, check=True)
 
 
 @contextmanager
