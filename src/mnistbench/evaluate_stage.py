@@ -66,7 +66,7 @@ def evaluate_all(params: Params, processed_dir: Path, models_dir: Path, reports:
         destination = reports / name
         if destination.exists() and not destination.is_dir():
             raise MnistbenchError(f"{destination}: not a folder; expected the folder of the evaluate stage's {name}")
-        destination.mkdir(parents=True, exist_ok=True)
+    reports.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".evaluate.tmp-", dir=reports) as scratch:
         out = {name: Path(scratch) / name for name in OUTPUTS}
         for folder in out.values():
@@ -77,6 +77,7 @@ def evaluate_all(params: Params, processed_dir: Path, models_dir: Path, reports:
                   f"loss {m['test_loss']:.4f}")
         for name, folder in out.items():
             if only:
+                (reports / name).mkdir(exist_ok=True)
                 for file in folder.iterdir():
                     os.replace(file, reports / name / file.name)
             else:

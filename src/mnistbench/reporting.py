@@ -59,6 +59,8 @@ def compare_models(runs: pd.DataFrame, reports: Path) -> dict:
     pair over their shared seeds; with one: McNemar's exact test on the first seed's test predictions. Both
     Holm-corrected over all pairs (docs/statistics.md)."""
     accuracies = {m: dict(zip(g["seed"], g["test_accuracy"])) for m, g in runs.groupby("model", sort=False)}
+    if len(accuracies) < 2:
+        return {"method": "One model ran", "table": "There is no pair of models to compare.", "pairs": []}
     if all(len(seeds) >= 2 for seeds in accuracies.values()):
         found = comparisons.all_pairs(accuracies)
         return {"method": "Paired t-test over the seeds both models ran, Holm-corrected", "table": markdown_table(paired_rows(found)),
