@@ -3,7 +3,8 @@
 from pathlib import Path
 
 from mnistbench.claims import write_claims
-from mnistbench.cli import exit_on_error, params_of, stage_parser
+from mnistbench.cli import exit_on_error, stage_parser
+from mnistbench.config import load_params
 
 
 @exit_on_error
@@ -16,7 +17,7 @@ def main() -> None:
     parser.add_argument("--protocol-search", type=Path, required=True, help="reference/protocol_search.md")
     parser.add_argument("--out", type=Path, required=True, help="reports/claims.md")
     args = parser.parse_args()
-    params = params_of(args)
+    params = load_params(*args.params)
     write_claims(params.runs(), args.reports, args.split_summary, args.data,
                  args.writeup_logs, args.protocol_search, args.out, params.data.source())
     print(f"wrote {args.out}")

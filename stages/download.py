@@ -9,7 +9,9 @@ import os
 from pathlib import Path
 
 from mnistbench import data
-from mnistbench.cli import exit_on_error, params_of, stage_parser
+from mnistbench.cli import exit_on_error, stage_parser
+from mnistbench.datasets import DataParams, SplitParams
+from mnistbench.params_file import load_sections
 
 
 @exit_on_error
@@ -17,7 +19,7 @@ def main() -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--out", type=Path, required=True, help="data/raw")
     args = parser.parse_args()
-    params = params_of(args)
+    params = load_sections(args.params, data=DataParams, split=SplitParams)
     dataset, chosen, origin = params.data.source(), params.data.local_dir, "data.local_dir"
     if dataset.name == "mnist" and os.environ.get("MNIST_DIR"):  # the environment wins over params.yaml
         chosen, origin = os.environ["MNIST_DIR"], "MNIST_DIR"

@@ -4,7 +4,8 @@ or one pair when a model and --seed are given."""
 from pathlib import Path
 
 from mnistbench import evaluate_stage
-from mnistbench.cli import exit_on_error, params_of, seed, stage_parser
+from mnistbench.cli import exit_on_error, seed, stage_parser
+from mnistbench.config import load_params
 
 
 @exit_on_error
@@ -19,7 +20,7 @@ def main() -> None:
     if (args.model is None) != (args.seed is None):
         parser.error("a model and --seed go together: one pair; neither: every pair")
     only = (args.model, args.seed) if args.model else None
-    evaluate_stage.evaluate_all(params_of(args), args.data, args.models_dir, args.reports, only=only)
+    evaluate_stage.evaluate_all(load_params(*args.params), args.data, args.models_dir, args.reports, only=only)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,12 @@ grouped under an aggregate run, and its best one registered."""
 
 from pathlib import Path
 
-from mnistbench.config import ParamsError, read_yaml
+from mnistbench.config import load_params
+from mnistbench.errors import ParamsError
+from mnistbench.params_file import read_yaml
 from mnistbench import tracking
 from mnistbench.reporting import load_runs, write_report
-from mnistbench.cli import exit_on_error, params_of, stage_parser
+from mnistbench.cli import exit_on_error, stage_parser
 
 
 @exit_on_error
@@ -18,7 +20,7 @@ def main() -> None:
     parser.add_argument("--time-to-accuracy", type=Path, default=None, help="the time_to_accuracy stage's JSON")
     parser.add_argument("--gates", type=Path, required=True, help="the tuned variants' goals, its `goals` (gates.yaml)")
     args = parser.parse_args()
-    params = params_of(args)
+    params = load_params(*args.params)
     goals = read_yaml(args.gates, "the CI gates and the tuned variants' goals").get("goals")
     if not isinstance(goals, dict):
         raise ParamsError(f"{args.gates}: expected a `goals` section of model names and test accuracies")

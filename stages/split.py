@@ -3,7 +3,9 @@
 from pathlib import Path
 
 from mnistbench import data
-from mnistbench.cli import exit_on_error, params_of, stage_parser
+from mnistbench.cli import exit_on_error, stage_parser
+from mnistbench.datasets import DataParams, SplitParams
+from mnistbench.params_file import load_sections
 from mnistbench.files import write_json
 
 
@@ -14,7 +16,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="data/processed")
     parser.add_argument("--summary", type=Path, required=True, help="reports/split.json")
     args = parser.parse_args()
-    params = params_of(args)
+    params = load_sections(args.params, data=DataParams, split=SplitParams)
     s = params.split
     summary = {"dataset": params.data.dataset, **data.make_splits(args.raw, args.out, s.train_size, s.valid_size, s.seed)}
     write_json(args.summary, summary)

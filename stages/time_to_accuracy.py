@@ -5,7 +5,8 @@ Re-measure on a quiet machine with `make time-to-accuracy` (dvc repro --force ti
 from pathlib import Path
 
 from mnistbench import time_to_accuracy
-from mnistbench.cli import exit_on_error, params_of, stage_parser
+from mnistbench.cli import exit_on_error, stage_parser
+from mnistbench.config import load_params
 
 
 @exit_on_error
@@ -14,7 +15,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="the processed splits (data/processed)")
     parser.add_argument("--out", type=Path, required=True, help="the JSON to write (reports/time_to_accuracy.json)")
     args = parser.parse_args()
-    time_to_accuracy.measure_all(params_of(args), args.data, args.out)
+    time_to_accuracy.measure_all(load_params(*args.params), args.data, args.out)
 
 
 if __name__ == "__main__":

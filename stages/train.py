@@ -4,7 +4,8 @@ and --seed are given; each tracked in MLflow, with its weights and curves saved.
 from pathlib import Path
 
 from mnistbench import matrix, train_stage
-from mnistbench.cli import exit_on_error, params_of, seed, stage_parser
+from mnistbench.cli import exit_on_error, seed, stage_parser
+from mnistbench.config import load_params
 
 
 @exit_on_error
@@ -19,7 +20,7 @@ def main() -> None:
     args = parser.parse_args()
     if (args.model is None) != (args.seed is None):
         parser.error("a model and --seed go together: one training; neither: the whole matrix")
-    params = params_of(args)
+    params = load_params(*args.params)
     if args.model:
         train_stage.train(params, args.model, args.seed, args.data, args.models_dir, args.reports, args.checkpoints)
     else:

@@ -174,3 +174,23 @@ def test_an_overlay_changes_only_the_keys_it_names_and_its_typo_is_named_alone(t
     lines = str(raised.value).splitlines()
     assert lines[0] == f"{ROOT / 'params.yaml'} + {overlay}: invalid parameters"
     assert len(lines) == 2 and lines[1].startswith("train.epocs: unknown key 'epocs'") and "did you mean 'epochs'" in lines[1]
+
+
+def test_the_data_stages_read_only_their_sections(tmp_path):
+    """download and split validate data and split only: a bad train section is the train stage's to report,
+    and a bad split key is named."""
+    from mnistbench.datasets import DataParams, SplitParams
+    from mnistbench.params_file import load_sections
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["train"]["epochs"] = -1
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    sections = load_sections([path], data=DataParams, split=SplitParams)
+    assert (sections.data.dataset, sections.split.train_size) == ("mnist", 48_000)
+    raw["split"]["valid_size"] = 100
+    del raw["data"]
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError) as err:
+        load_sections([path], data=DataParams, split=SplitParams)
+    assert "data: expected a section" in str(err.value)
+    assert "split.train_size + split.valid_size must be 60000" in str(err.value)

@@ -42,3 +42,18 @@ def test_the_closure_follows_imports_inside_functions(tmp_path):
     closure = {p.relative_to(PACKAGE).as_posix() for p in import_closure(script)}
     assert {"__init__.py", "reporting.py", "files.py", "writeup.py"} <= closure
     assert "augment.py" in {p.name for p in import_closure(ROOT / "stages" / "train.py")}
+
+
+def test_no_stage_depends_on_code_it_does_not_run(dvc_yaml="dvc.yaml"):
+    """Deps as narrow as the code: a listed module outside a stage's closure would stale it for nothing
+    (the data stages do not depend on the models, so a new model does not re-split the data)."""
+    extra = []
+    for stage, (script, deps) in stage_deps(ROOT / dvc_yaml).items():
+        closure = import_closure(script) | {script}
+        for dep in deps:
+            if dep.is_relative_to(PACKAGE) or dep.is_relative_to(ROOT / "stages"):
+                if not any(dep == m or dep in m.parents for m in closure):
+                    extra.append(f"{dvc_yaml}: stage {stage} lists {dep.relative_to(ROOT)}, which it does not run")
+    assert not extra, "\n".join(extra)
+    for stage in ("download", "split"):
+        assert not {PACKAGE / "models", PACKAGE / "config.py"} & set(stage_deps(ROOT / dvc_yaml)[stage][1])

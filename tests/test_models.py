@@ -107,3 +107,78 @@ def test_attention_matches_the_textbook_formula():
     weights = F.softmax(heads(q) @ heads(k).transpose(-1, -2) / math.sqrt(4), dim=-1)
     expected = attn.out((weights @ heads(v)).transpose(1, 2).reshape(2, 5, 16))
     assert torch.allclose(attn(x), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_writeup_vit_computes_exactly_what_its_code_as_written_computes(dropout):
+    """`vit_writeup`'s attention skips building three nn.Linear per head and call; trained side by side with the
+    write-up's own lines (`forward_as_written`), every weight after some Adam steps and the evaluation outputs
+    (where the write-up's fresh nn.Dropout still drops) agree to the bit."""
+    from mnistbench.models.vit_writeup import SingleHeadAttention, WriteupViT
+
+    def trained(forward):
+        original = SingleHeadAttention.forward
+        SingleHeadAttention.forward = forward
+        try:
+            torch.manual_seed(0)
+            model = WriteupViT(depth=2, dropout=dropout)
+            optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+            data = torch.Generator().manual_seed(1)
+            for _ in range(4):
+                x, y = torch.rand(8, 1, 28, 28, generator=data), torch.randint(0, 10, (8,), generator=data)
+                optimizer.zero_grad()
+                F.cross_entropy(model(x), y).backward()
+                optimizer.step()
+            with torch.no_grad():
+                out = model.eval()(torch.rand(8, 1, 28, 28, generator=data))
+            return model.state_dict(), out
+        finally:
+            SingleHeadAttention.forward = original
+
+    fast, fast_out = trained(SingleHeadAttention.forward)
+    written, written_out = trained(SingleHeadAttention.forward_as_written)
+    assert fast.keys() == written.keys()
+    assert all(torch.equal(fast[k], written[k]) for k in fast)
+    assert torch.equal(fast_out, written_out)
+    torch.manual_seed(0)
+    assert not torch.equal(fast["head.weight"], WriteupViT(depth=2).state_dict()["head.weight"])  # it trained
+
+
+@pytest.fixture
+def zoo(tmp_path, monkeypatch):
+    """A fresh model folder, importable as its own package, with the registry emptied for the test."""
+    import mnistbench.models as models
+
+    package = f"zoo_{abs(hash(str(tmp_path)))}"
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(models, "REGISTRY", {})
+
+    def load(**modules: str):
+        for name, code in modules.items():
+            (tmp_path / package / f"{name}.py").write_text(code)
+        models.import_model_modules(tmp_path / package, package)
+        return tmp_path / package
+    return load
+
+
+REGISTERS = "from mnistbench.models import register\nfrom mnistbench.schema import ModelSection\n" \
+            "register('twin', ModelSection, lambda p: None)\n"
+
+
+def test_two_model_modules_registering_one_name_are_both_named(zoo):
+    from mnistbench.errors import MnistbenchError
+    with pytest.raises(MnistbenchError, match=r"a_first\.py registers|b_second\.py registers") as err:
+        zoo(a_first=REGISTERS, b_second=REGISTERS)
+    assert "a_first.py" in str(err.value) and "b_second.py" in str(err.value) and "'twin'" in str(err.value)
+
+
+@pytest.mark.parametrize("code, line, what", [
+    ("x = 1\n\ndef broken(:\n    pass\n", 3, "not valid Python"),
+    ("import torch\n\nREGISTRY_SIZE = 1 / 0\n", 3, "ZeroDivisionError"),
+])
+def test_a_model_module_that_fails_to_import_is_named_with_its_line(zoo, code, line, what):
+    from mnistbench.errors import MnistbenchError
+    with pytest.raises(MnistbenchError, match=rf"broken_model\.py, line {line}: .*{what}"):
+        zoo(broken_model=code)

@@ -289,3 +289,49 @@ def test_an_empty_test_set_is_refused_by_the_split_stage(tmp_path, mnist_dir):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "t10k-images-idx3-ubyte.gz: holds 0 images" in result.stderr
     assert not (tmp_path / "processed").exists() and not (tmp_path / "split.json").exists()
+
+
+def test_a_temporary_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_path):
+    """SIGKILL runs no cleanup; the next write of the same output removes what a dead process left."""
+    from mnistbench.files import atomic_dir
+    dead = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # no process can have it
+    orphan = tmp_path / f".processed.tmp-{dead}"
+    (orphan / "train.pt").parent.mkdir()
+    (orphan / "train.pt").write_bytes(b"half")
+    with atomic_dir(tmp_path / "processed") as out:
+        (out / "train.pt").write_bytes(b"whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["processed"]
+
+
+def test_a_failed_write_that_names_no_file_is_given_the_path_being_written(tmp_path):
+    """A full disk fails in write(), whose error names no file; the message names the output."""
+    from mnistbench.files import atomic_path
+    with pytest.raises(OSError) as err:
+        with atomic_path(tmp_path / "reports" / "metrics.json"):
+            raise OSError(28, "No space left on device")
+    assert str(err.value) == f"[Errno 28] No space left on device: '{tmp_path / 'reports' / 'metrics.json'}'"
+    assert not list((tmp_path / "reports").iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stage_stopped_by_a_signal_removes_its_temporary_output(tmp_path, sig):
+    script = tmp_path / "stage.py"
+    script.write_text(
+        "import sys, threading\n"
+        "from mnistbench.errors import exit_on_error\n"
+        "from mnistbench.files import atomic_dir\n"
+        "@exit_on_error\n"
+        "def main():\n"
+        f"    with atomic_dir({str(tmp_path / 'out')!r}) as tmp:\n"
+        "        (tmp / 'part').write_text('x')\n"
+        "        print('writing', flush=True)\n"
+        "        threading.Event().wait()\n"
+        "main()\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "writing\n"  # the temporary folder exists now
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.tmp-")]
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stage.py"], err

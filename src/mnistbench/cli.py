@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mnistbench.config import Params, load_params
 from mnistbench.errors import exit_on_error  # noqa: F401  (the stage scripts' one way of failing)
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--params", type=Path, nargs="+", default=[Path("params.yaml")],
-                        help="params files; a later one replaces whole sections of an earlier one")
+                        help="params files; a later one changes the keys it names in an earlier one")
     return parser
 
 
@@ -25,7 +24,3 @@ def seed(text: str) -> int:
     if not 0 <= value < 2**32:
         raise argparse.ArgumentTypeError(f"expected an integer from 0 to 4294967295, found {text!r}")
     return value
-
-
-def params_of(args: argparse.Namespace) -> Params:
-    return load_params(*args.params)

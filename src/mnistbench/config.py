@@ -6,56 +6,20 @@ pipeline before any work is done, with a message that names the key.
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, Field, PositiveFloat, PositiveInt, ValidationError, create_model, field_validator, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, ValidationError, create_model, field_validator, model_validator
 
-from mnistbench.datasets import DATASETS, Dataset
+from mnistbench.datasets import DATASETS, DataParams, SplitParams
 from mnistbench.errors import ParamsError
 from mnistbench.models import REGISTRY
+from mnistbench.params_file import check_known, describe, merge, read_params, unknown
 from mnistbench.schema import ModelSection, Section, Seed
-
-MNIST_TRAIN_IMAGES = 60_000
-
 
 def run_name(model: str, seed: int) -> str:
     """How one training of one model is named everywhere: DVC stage suffix, files, MLflow run."""
     return f"{model}-{seed}"
-
-
-class DataParams(Section):
-    dataset: str  # a name in datasets.DATASETS
-    # A folder holding the four .gz files; `default`: the dataset's own (for MNIST, $MNIST_DIR overrides
-    # it: stages/download.py); None: download from the dataset's mirrors.
-    local_dir: str | None
-
-    @field_validator("dataset")
-    @classmethod
-    def _known_dataset(cls, name: str) -> str:
-        if name not in DATASETS:
-            raise ValueError(_unknown("dataset", name, list(DATASETS)))
-        return name
-
-    def source(self) -> Dataset:
-        return DATASETS[self.dataset]
-
-
-class SplitParams(Section):
-    seed: Seed
-    train_size: PositiveInt
-    valid_size: PositiveInt
-
-    @model_validator(mode="after")
-    def _sizes_cover_mnist(self) -> SplitParams:
-        if self.train_size + self.valid_size != MNIST_TRAIN_IMAGES:
-            raise ValueError(
-                f"split.train_size + split.valid_size must be {MNIST_TRAIN_IMAGES} (the MNIST training set), "
-                f"found {self.train_size} + {self.valid_size} = {self.train_size + self.valid_size}"
-            )
-        return self
 
 
 class AugmentParams(Section):
@@ -110,10 +74,7 @@ class PipelineParams(Section):
     @field_validator("models")
     @classmethod
     def _known_models(cls, models: list[str]) -> list[str]:
-        for name in models:
-            if name not in REGISTRY:
-                raise ValueError(_unknown("model name", name, list(REGISTRY)))
-        return _no_repeats(models, "model name", "each model once")
+        return _no_repeats(check_known(models, REGISTRY, "model name"), "model name", "each model once")
 
 
 class SeedsParams(Section):
@@ -132,9 +93,7 @@ class SeedsParams(Section):
     @field_validator("per_model")
     @classmethod
     def _known_and_distinct(cls, per_model: dict[str, list[int]]) -> dict[str, list[int]]:
-        for name, seeds in per_model.items():
-            if name not in REGISTRY:
-                raise ValueError(_unknown("model name", name, list(REGISTRY)))
+        for name, seeds in check_known(per_model, REGISTRY, "model name").items():
             if not seeds:
                 raise ValueError(f"{name}: expected at least one seed, found none")
             _no_repeats(seeds, f"{name}: seed", "distinct seeds")
@@ -180,10 +139,7 @@ class AccuracyTarget(Section):
     @field_validator("threshold")
     @classmethod
     def _known_datasets(cls, thresholds: dict[str, float]) -> dict[str, float]:
-        for name in thresholds:
-            if name not in DATASETS:
-                raise ValueError(_unknown("dataset", name, list(DATASETS)))
-        return thresholds
+        return check_known(thresholds, DATASETS, "dataset")
 
 
 class TimeToAccuracyParams(Section):
@@ -200,10 +156,7 @@ class TimeToAccuracyParams(Section):
     @field_validator("models")
     @classmethod
     def _known_models(cls, models: dict[str, AccuracyTarget]) -> dict[str, AccuracyTarget]:
-        for name in models:
-            if name not in REGISTRY:
-                raise ValueError(_unknown("model name", name, list(REGISTRY)))
-        return models
+        return check_known(models, REGISTRY, "model name")
 
 
 class Params(Section):
@@ -232,7 +185,7 @@ class Params(Section):
     def model_section(self, name: str) -> ModelSection:
         known = list(REGISTRY)
         if name not in known:
-            raise ParamsError(_unknown("model name", name, known))
+            raise ParamsError(unknown("model name", name, known))
         return getattr(self.models, name)
 
     def threads_for(self, name: str) -> int:
@@ -257,45 +210,14 @@ def _with_overrides(base: TrainParams, overrides: dict, prefix: str) -> TrainPar
     try:  # a nested section (augment) takes the keys it names, keeps the rest
         return TrainParams(**merge(base.model_dump(), overrides))
     except ValidationError as err:
-        raise ParamsError(_describe(err, prefix=prefix, schema=TrainParams)) from None
-
-
-def _unknown(what: str, found: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(found, known, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    return f"unknown {what} '{found}': expected one of {', '.join(known)}{hint}"
-
-
-def _schema_at(schema: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
-    """The pydantic class that owns the key at `loc`, for suggesting the nearest key."""
-    for part in loc:
-        field = schema.model_fields.get(part) if isinstance(part, str) else None
-        annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return schema
-        schema = annotation
-    return schema
-
-
-def _describe(err: ValidationError, prefix: str = "", schema: type[BaseModel] = Params) -> str:
-    lines = []
-    for e in err.errors():
-        key = prefix + ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
-            owner = _schema_at(schema, e["loc"][:-1])
-            lines.append(f"{key}: {_unknown('key', str(e['loc'][-1]), list(owner.model_fields))}")
-        else:
-            msg = e["msg"].removeprefix("Value error, ")
-            found = "" if isinstance(e.get("input"), dict) else f" (found {e.get('input')!r})"
-            lines.append(f"{key}: {msg}{found}")
-    return "\n".join(lines)
+        raise ParamsError(describe(err, TrainParams, prefix=prefix)) from None
 
 
 def parse_params(raw: dict, source: str = "params.yaml") -> Params:
     try:
         params = Params(**(raw or {}))
     except ValidationError as err:
-        raise ParamsError(f"{source}: invalid parameters\n{_describe(err)}") from None
+        raise ParamsError(f"{source}: invalid parameters\n{describe(err, Params)}") from None
     try:  # check every recipe's overrides now, not when its stage runs
         for name in REGISTRY:
             _batch_fits(params, params.train_for(name), [f"models.{name}.train"])
@@ -322,36 +244,6 @@ def _batch_fits(params: Params, tp: TrainParams, overrides: list[str]) -> None:
                       f"expected at most {images} (found {tp.batch_size})")
 
 
-def read_yaml(path: Path, what: str = "the pipeline's parameters") -> dict:
-    """A YAML file holding `what` (for the messages), as a mapping."""
-    if not path.is_file():
-        found = "a folder, not a file" if path.is_dir() else "file not found"
-        raise ParamsError(f"{path}: {found}; expected {what} in YAML")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as err:
-        raise ParamsError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
-                          f"expected {what} in UTF-8 YAML") from None
-    except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML: {err}") from None
-    if raw is not None and not isinstance(raw, dict):
-        raise ParamsError(f"{path}: expected a mapping of sections at the top level, found {type(raw).__name__}")
-    return raw or {}
-
-
-def merge(base: dict, changes: dict) -> dict:
-    """`base` with `changes` applied key by key at every depth; a list or a value replaces what it names."""
-    merged = dict(base)
-    for key, value in changes.items():
-        both_mappings = isinstance(value, dict) and isinstance(merged.get(key), dict)
-        merged[key] = merge(merged[key], value) if both_mappings else value
-    return merged
-
-
 def load_params(*paths: str | Path) -> Params:
     """Read params.yaml (or several files, each later one changing the keys it names in the earlier)."""
-    paths = [Path(p) for p in paths] or [Path("params.yaml")]
-    raw: dict = {}
-    for path in paths:
-        raw = merge(raw, read_yaml(path))
-    return parse_params(raw, " + ".join(map(str, paths)))
+    return parse_params(*read_params(*paths))

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pydantic import PositiveInt, field_validator, model_validator
+
+from mnistbench.params_file import check_known
+from mnistbench.schema import Section, Seed
+
 FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
@@ -82,3 +87,36 @@ DATASETS = {
         ],
     ),
 }
+
+
+MNIST_TRAIN_IMAGES = 60_000
+
+
+class DataParams(Section):
+    dataset: str  # a name in datasets.DATASETS
+    # A folder holding the four .gz files; `default`: the dataset's own (for MNIST, $MNIST_DIR overrides
+    # it: stages/download.py); None: download from the dataset's mirrors.
+    local_dir: str | None
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, name: str) -> str:
+        return check_known([name], DATASETS, "dataset")[0]
+
+    def source(self) -> Dataset:
+        return DATASETS[self.dataset]
+
+
+class SplitParams(Section):
+    seed: Seed
+    train_size: PositiveInt
+    valid_size: PositiveInt
+
+    @model_validator(mode="after")
+    def _sizes_cover_mnist(self) -> SplitParams:
+        if self.train_size + self.valid_size != MNIST_TRAIN_IMAGES:
+            raise ValueError(
+                f"split.train_size + split.valid_size must be {MNIST_TRAIN_IMAGES} (the MNIST training set), "
+                f"found {self.train_size} + {self.valid_size} = {self.train_size + self.valid_size}"
+            )
+        return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 from typing import NoReturn
 
@@ -21,11 +22,31 @@ def fail(message: object) -> NoReturn:
     sys.exit(1)
 
 
+def _report_expected(kind, err, tb, default=sys.excepthook) -> None:
+    if issubclass(kind, MnistbenchError):
+        print(f"error: {err}", file=sys.stderr)  # Python then exits with status 1
+    else:
+        default(kind, err, tb)
+
+
+# An expected error raised before a command's main() runs (a broken model module, found while the command
+# imports the registry) is one line too.
+sys.excepthook = _report_expected
+
+
+def _exit_on_sigterm(signum, frame) -> NoReturn:
+    print("error: stopped by SIGTERM; the outputs it was writing are removed", file=sys.stderr)
+    sys.exit(128 + signum)
+
+
 def exit_on_error(main):
     """Wrap a command's main(): an expected error (or an OSError, which names its file) is one line and exit 1."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
+        # SIGTERM (a killed `dvc repro`, a CI timeout) unwinds like Ctrl-C: every temporary output is removed
+        # on the way out (files.atomic_path), where the default handler would exit on the spot.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
             return main(*args, **kwargs)
         except (MnistbenchError, OSError) as err:

@@ -33,7 +33,7 @@ def evaluate(params: Params, name: str, seed: int, test_set, models_dir: Path, r
     run = run_name(name, seed)
     environment.make_deterministic(seed, params.threads_for(name))
     device = environment.resolve_device(tp.device)
-    model = evaluation.load_weights(build_model(name, params), models_dir / f"{run}.pt").to(device)
+    model = evaluation.place(evaluation.load_weights(build_model(name, params), models_dir / f"{run}.pt"), device)
     images, labels = test_set
     metrics, predictions = evaluation.test_metrics(model, images, labels, tp.batch_size, device)
     metrics = {"model": name, "seed": seed, **metrics}

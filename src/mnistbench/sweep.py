@@ -22,7 +22,8 @@ from pathlib import Path
 import yaml
 
 from mnistbench import comparisons, matrix
-from mnistbench.config import ParamsError, parse_params, read_yaml, run_name
+from mnistbench.config import ParamsError, parse_params, run_name
+from mnistbench.params_file import read_yaml
 from mnistbench.errors import MnistbenchError, exit_on_error
 from mnistbench.files import read_json, write_text
 from mnistbench.tables import markdown_table

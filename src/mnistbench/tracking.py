@@ -7,8 +7,10 @@ copy under `.dvc/tmp/exps/`, the default still points at the original project's 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
+import io
 import json
 import logging
 import os
@@ -284,14 +286,17 @@ def log_model(model: torch.nn.Module, example: torch.Tensor) -> None:
     with torch.no_grad():
         output = model(example)
     signature = infer_signature(example.numpy(), output.numpy())
-    _retry_locked(
-        mlflow.pytorch.log_model,
-        model,
-        name="model",
-        signature=signature,
-        input_example=example.numpy(),
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-    )
+    with warnings.catch_warnings():
+        # torch.export's archive writer warns about channels-last weights, for weights off the CPU only; these are on it.
+        warnings.filterwarnings("ignore", message="No complete tensor found in the group")
+        _retry_locked(
+            mlflow.pytorch.log_model,
+            model,
+            name="model",
+            signature=signature,
+            input_example=example.numpy(),
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+        )
 
 
 def log_test_metrics(experiment: str, run_id: str, metrics: dict, artifacts: dict[Path, str] | None = None) -> None:
@@ -359,5 +364,11 @@ def _register_best(client: mlflow.MlflowClient, name: str, run_id: str) -> None:
     except mlflow.exceptions.MlflowException:
         current = None
     if current is None or current.run_id != run_id:
-        version = _retry_locked(mlflow.register_model, f"runs:/{run_id}/model", name)
+        said = io.StringIO()
+        try:  # MLflow prints three notes per registration: kept back unless it fails
+            with contextlib.redirect_stderr(said):
+                version = _retry_locked(mlflow.register_model, f"runs:/{run_id}/model", name)
+        except Exception:
+            sys.stderr.write(said.getvalue())
+            raise
         _retry_locked(client.set_registered_model_alias, name, "best", version.version)

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from mnistbench import augment, environment
 from mnistbench.data import to_float
-from mnistbench.evaluation import score
+from mnistbench.evaluation import place, score
 from mnistbench.config import TrainParams
 from mnistbench.errors import MnistbenchError
 from mnistbench.files import atomic_path, load_tensors
@@ -151,7 +151,7 @@ def train(
     x_all = to_float(images).to(device)
     y_all = labels.to(device)
     n = len(y_all)
-    model.to(device)
+    place(model, device)
     optimizer = make_optimizer(model, tp)
     scheduler = make_scheduler(optimizer, tp, steps_per_epoch=math.ceil(n / tp.batch_size))
     shuffle = torch.Generator().manual_seed(seed)

@@ -24,7 +24,8 @@ from pathlib import Path
 import yaml
 
 from mnistbench import tracking
-from mnistbench.config import load_params, merge, read_yaml
+from mnistbench.config import load_params
+from mnistbench.params_file import merge, read_yaml
 from mnistbench.errors import MnistbenchError, exit_on_error
 from mnistbench.datasets import DATASETS
 from mnistbench.scratch import copy_project

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
+import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from torch import nn
 
-from mnistbench.errors import ParamsError
+from mnistbench.errors import MnistbenchError, ParamsError
 from mnistbench.schema import ModelSection
 
 @dataclass(frozen=True)
@@ -27,9 +30,15 @@ class ModelSpec:
 REGISTRY: dict[str, ModelSpec] = {}
 
 
+def _file_of(module: str) -> str:
+    return getattr(sys.modules.get(module), "__file__", None) or module
+
+
 def register(name: str, params: type[ModelSection], build: Callable[[ModelSection], nn.Module]) -> None:
     if name in REGISTRY:
-        raise ValueError(f"model name {name!r} registered twice")
+        first, second = REGISTRY[name].build.__module__, build.__module__
+        raise MnistbenchError(f"{_file_of(second)} registers the model name {name!r}, which {_file_of(first)} "
+                              f"registered already; expected each name once: rename one of them")
     REGISTRY[name] = ModelSpec(name, params, build)
 
 
@@ -48,6 +57,23 @@ def build_model(name: str, params) -> nn.Module:
     return model
 
 
-# Every module of this folder registers its models when imported.
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+def import_model_modules(folder: str | Path, package: str) -> None:
+    """Import every module of `folder` (the package `package`), so that each registers its models. A module
+    that fails to import is named with the line that failed, not shown as a traceback through this loop."""
+    for info in pkgutil.iter_modules([str(folder)]):
+        path = Path(folder) / f"{info.name}.py"
+        try:
+            importlib.import_module(f"{package}.{info.name}")
+        except SyntaxError as err:
+            raise MnistbenchError(f"{err.filename}, line {err.lineno}: model module not valid Python "
+                                  f"({err.msg}); fix it, or move it out of {folder}") from None
+        except MnistbenchError:
+            raise
+        except Exception as err:
+            lines = [f.lineno for f in traceback.extract_tb(err.__traceback__) if Path(f.filename) == path]
+            where = f"{path}, line {lines[-1]}" if lines else str(path)
+            raise MnistbenchError(f"{where}: importing this model module failed: {type(err).__name__}: {err}; "
+                                  f"fix it, or move it out of {folder}") from None
+
+
+import_model_modules(__path__[0], __name__)

@@ -1,7 +1,8 @@
 """The write-up's ViT (Problem III) AS WRITTEN, bugs included. Not a working ViT: see `vit` for that.
 
-Reproduced from the write-up, line for line:
-- `SingleHeadAttention.forward` creates its query/key/value projections on every call, so they
+Reproduced from the write-up, line for line (`SingleHeadAttention.forward_as_written`; `forward` computes
+the same bits without building modules per call):
+- `SingleHeadAttention` creates its query/key/value projections on every call, so they
   are freshly random each time, never registered as parameters and never trained;
 - the values are projected with the key projection (`v = w_k(x)`), and `w_v` is unused;
 - `ViTLayer` puts a LayerNorm at the end of each residual branch (post-branch norm) and uses ReLU.
@@ -15,7 +16,10 @@ The one deviation: the fresh projections are created on the input's device, so t
 also runs on a GPU (the write-up's code would fail there with a device mismatch).
 """
 
+import math
+
 import torch
+import torch.nn.functional as F
 from pydantic import PositiveInt
 from torch import nn
 
@@ -40,7 +44,18 @@ class WriteupVitParams(VitParams):
     dim_head: PositiveInt
 
 
+def fresh_projection(in_dim: int, out_dim: int, device: torch.device) -> torch.Tensor:
+    """The weight of a new `nn.Linear(in_dim, out_dim, bias=False)`: the same draws from torch's global RNG,
+    by the same initialiser, without building a module (which costs more than the attention it feeds)."""
+    weight = torch.empty(out_dim, in_dim, device=device)
+    nn.init.kaiming_uniform_(weight, a=math.sqrt(5))  # what nn.Linear.reset_parameters does
+    return weight
+
+
 class SingleHeadAttention(nn.Module):
+    """The write-up's head. Its forward computes, bit for bit, what the write-up's code does (kept as
+    `forward_as_written`; tests/test_models.py trains both and compares every weight)."""
+
     def __init__(self, input_dim, inner_dim, dropout=0.0):
         super().__init__()
         self.T = input_dim
@@ -48,6 +63,18 @@ class SingleHeadAttention(nn.Module):
         self.dropout = dropout
 
     def forward(self, x):
+        w_q = fresh_projection(self.T, self.d_k, x.device)
+        w_k = fresh_projection(self.T, self.d_k, x.device)
+        fresh_projection(self.T, self.d_k, x.device)  # w_v: drawn (it moves the RNG), never used
+        q = F.linear(x, w_q)
+        k = F.linear(x, w_k)
+        v = F.linear(x, w_k)  # sic: the key projection; computed apart from k, as written, so gradients add alike
+        attn = torch.matmul(q, k.transpose(1, 2)) / (self.d_k**0.5)
+        # A fresh nn.Dropout is in training mode, so as written dropout applies in evaluation too.
+        attn = F.dropout(F.softmax(attn, dim=-1), p=self.dropout, training=True)
+        return torch.matmul(attn, v)
+
+    def forward_as_written(self, x):
         # As written: new, untrained projections on every call.
         w_q = nn.Linear(self.T, self.d_k, bias=False, device=x.device)
         w_k = nn.Linear(self.T, self.d_k, bias=False, device=x.device)
