@@ -103,11 +103,11 @@ def test_unknown_precision_names_the_key_and_the_choices():
 
 def test_time_to_accuracy_checks_model_names_and_overrides():
     raw = committed()
-    raw["time_to_accuracy"]["models"]["cnn_tunde"] = raw["time_to_accuracy"]["models"].pop("cnn_tuned")
+    raw["time_to_accuracy"]["sprints"]["cnn_tuned_99"]["model"] = "cnn_tunde"
     with pytest.raises(ParamsError, match=r"unknown model name 'cnn_tunde'.*did you mean 'cnn_tuned'\?"):
         parse_params(raw)
-    raw = with_change("time_to_accuracy.models.vit_tuned", "train", {"epochs": 2, "warmup_epochs": 3})
-    with pytest.raises(ParamsError, match=r"time_to_accuracy\.models\.vit_tuned\.train\.: schedule onecycle needs"):
+    raw = with_change("time_to_accuracy.sprints.vit_tuned_98", "train", {"epochs": 2, "warmup_epochs": 3})
+    with pytest.raises(ParamsError, match=r"time_to_accuracy\.sprints\.vit_tuned_98\.train\.: schedule onecycle needs"):
         parse_params(raw)
 
 

@@ -196,3 +196,52 @@ def test_an_address_where_something_else_answers_fails_within_seconds(tmp_path, 
     finally:
         web.kill()
         web.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_the_matrix_within_seconds_and_leaves_no_training_behind(tmp_path, env, sig):
+    """Ctrl-C (or a killed `dvc repro`) while Ray trains: the stage exits, and no worker it started keeps
+    training (found from the stage's own process id)."""
+    processed = fake_processed(tmp_path / "processed", n_train=8000, n_valid=200)
+    training = train_matrix(tmp_path, processed, matrix_params(tmp_path / "params.yaml", "ray", ("cnn",), (0,), 50), env)
+    checkpoint = tmp_path / "checkpoints" / "cnn-0.ckpt"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and time.monotonic() < deadline and training.poll() is None:
+        time.sleep(0.2)
+    family = psutil.Process(training.pid).children(recursive=True)
+    assert checkpoint.exists() and any(runs_a_training(p) for p in family), "no training to stop"
+    stopped = time.monotonic()
+    training.send_signal(sig)
+    out, _ = training.communicate(timeout=60)
+    assert training.returncode != 0 and time.monotonic() - stopped < 60, out[-2000:]
+    _, alive = psutil.wait_procs(family, timeout=30)
+    assert not [p for p in alive if runs_a_training(p)], "a training outlived the stage that started it"
+    for process in alive:  # Ray's own helpers, if any lingered: the test cleans up what it started
+        process.kill()
+    assert not list(tmp_path.glob("models/.*tmp*")) and not list(tmp_path.glob("reports/**/.*tmp*"))
+
+
+@pytest.mark.slow
+def test_ray_status_list_and_the_dashboard_work_on_a_cluster_bound_to_loopback(env):
+    """The tools a Ray user reaches for: `ray status`, `ray list nodes` and the dashboard, on 127.0.0.1 only."""
+    import urllib.request
+
+    port, dashboard = free_port(), free_port()
+    env = env | {"RAY_AUTH_MODE": "token"}
+    with ray_node([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
+                   "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--disable-usage-stats"], env) as node:
+        cluster = env | {"RAY_ADDRESS": f"127.0.0.1:{port}"}
+        deadline = time.monotonic() + 60  # the autoscaler reports a few seconds after the node is up
+        while True:
+            status = subprocess.run([RAY, "status"], env=cluster, capture_output=True, text=True, timeout=120)
+            if "No cluster status" not in status.stdout or time.monotonic() > deadline:
+                break
+        assert status.returncode == 0 and "1 node_" in status.stdout, status.stdout + status.stderr
+        nodes = subprocess.run([RAY, "list", "nodes"], env=cluster, capture_output=True, text=True, timeout=120)
+        assert nodes.returncode == 0 and nodes.stdout.count("ALIVE") == 1, nodes.stdout + nodes.stderr
+        with urllib.request.urlopen(f"http://127.0.0.1:{dashboard}/", timeout=30) as page:
+            assert page.status == 200
+        listening = {c.laddr for p in [psutil.Process(node.pid), *psutil.Process(node.pid).children(recursive=True)]
+                     for c in p.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == dashboard}
+        assert {addr.ip for addr in listening} == {"127.0.0.1"}

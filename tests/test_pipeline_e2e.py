@@ -49,7 +49,7 @@ def tiny_project(tmp_path_factory, mnist_dir):
     for section in params["models"].values():
         if "epochs" in section["train"]:
             section["train"] = {**section["train"], **one_epoch}
-    for target in params["time_to_accuracy"]["models"].values():
+    for target in params["time_to_accuracy"]["sprints"].values():
         target["train"] = {**target["train"], **one_epoch}
     params["time_to_accuracy"]["seeds"] = [0, 1, 2]  # three: the olympic mean drops the fastest and the slowest
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -93,7 +93,7 @@ def test_report_has_a_row_per_model(tiny_project):
 def test_time_to_accuracy_stage(tiny_project):
     project, _ = tiny_project
     results = json.loads((project / "reports" / "time_to_accuracy.json").read_text())
-    assert sorted(results) == ["cnn_tuned", "vit_tuned"]
+    assert sorted(results) == ["cnn_tuned_99", "cnn_tuned_highest", "vit_tuned_98"]
     for name, r in results.items():
         runs = r["seeds"]
         assert [run["seed"] for run in runs] == [0, 1, 2] and r["runs"] == 3

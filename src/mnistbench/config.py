@@ -130,11 +130,19 @@ class MlflowParams(Section):
     experiment: str = Field(min_length=1)
 
 
-class AccuracyTarget(Section):
+class Sprint(Section):
+    """One time-to-accuracy sprint: a model, shortened by `train`, until its valid accuracy reaches `threshold`."""
+
+    model: str  # a name in the model registry
     # Valid accuracy to reach, confirmed on test afterwards, per dataset: a threshold belongs to its dataset.
     threshold: dict[str, Annotated[float, Field(gt=0.0, le=1.0)]]
     goal_seconds: PositiveFloat  # the time the harness aims for, reported beside the measured one
     train: dict[str, Any]  # overrides of the model's own recipe, e.g. a shorter schedule
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, name: str) -> str:
+        return check_known([name], REGISTRY, "model name")[0]
 
     @field_validator("threshold")
     @classmethod
@@ -146,17 +154,12 @@ class TimeToAccuracyParams(Section):
     # Each sprint runs once per seed; MLPerf's rules: the olympic mean (fastest and slowest dropped), and the
     # result is invalid when more than one run misses the threshold.
     seeds: list[Seed] = Field(min_length=1)
-    models: dict[str, AccuracyTarget]
+    sprints: dict[str, Sprint]  # by the sprint's name; several may race one model to different thresholds
 
     @field_validator("seeds")
     @classmethod
     def _distinct(cls, seeds: list[int]) -> list[int]:
         return _no_repeats(seeds, "seed", "distinct seeds")
-
-    @field_validator("models")
-    @classmethod
-    def _known_models(cls, models: dict[str, AccuracyTarget]) -> dict[str, AccuracyTarget]:
-        return check_known(models, REGISTRY, "model name")
 
 
 class Params(Section):
@@ -196,14 +199,14 @@ class Params(Section):
         """The shared train section with this model's overrides applied, validated again."""
         return _with_overrides(self.train, self.model_section(name).train, f"models.{name}.train.")
 
-    def time_to_accuracy_threshold(self, name: str) -> float | None:
-        """The valid accuracy `name`'s sprint must reach on this pipeline's dataset; None when none is set for it."""
-        return self.time_to_accuracy.models[name].threshold.get(self.data.dataset)
+    def sprint_threshold(self, sprint: str) -> float | None:
+        """The valid accuracy the sprint must reach on this pipeline's dataset; None when none is set for it."""
+        return self.time_to_accuracy.sprints[sprint].threshold.get(self.data.dataset)
 
-    def time_to_accuracy_recipe(self, name: str) -> TrainParams:
-        """The model's own recipe with its time-to-accuracy overrides on top (a shorter schedule)."""
-        target = self.time_to_accuracy.models[name]
-        return _with_overrides(self.train_for(name), target.train, f"time_to_accuracy.models.{name}.train.")
+    def sprint_recipe(self, sprint: str) -> TrainParams:
+        """The sprint's model's own recipe with the sprint's overrides on top (a shorter schedule)."""
+        target = self.time_to_accuracy.sprints[sprint]
+        return _with_overrides(self.train_for(target.model), target.train, f"time_to_accuracy.sprints.{sprint}.train.")
 
 
 def _with_overrides(base: TrainParams, overrides: dict, prefix: str) -> TrainParams:
@@ -221,9 +224,9 @@ def parse_params(raw: dict, source: str = "params.yaml") -> Params:
     try:  # check every recipe's overrides now, not when its stage runs
         for name in REGISTRY:
             _batch_fits(params, params.train_for(name), [f"models.{name}.train"])
-        for name in params.time_to_accuracy.models:
-            _batch_fits(params, params.time_to_accuracy_recipe(name),
-                        [f"time_to_accuracy.models.{name}.train", f"models.{name}.train"])
+        for name, sprint in params.time_to_accuracy.sprints.items():
+            _batch_fits(params, params.sprint_recipe(name),
+                        [f"time_to_accuracy.sprints.{name}.train", f"models.{sprint.model}.train"])
     except ParamsError as err:
         raise ParamsError(f"{source}: invalid parameters\n{err}") from None
     return params
@@ -236,7 +239,7 @@ def _batch_fits(params: Params, tp: TrainParams, overrides: list[str]) -> None:
     if tp.batch_size <= images:
         return
     found = {f"models.{n}.train": getattr(params.models, n).train for n in REGISTRY}
-    found |= {f"time_to_accuracy.models.{n}.train": t.train for n, t in params.time_to_accuracy.models.items()}
+    found |= {f"time_to_accuracy.sprints.{n}.train": t.train for n, t in params.time_to_accuracy.sprints.items()}
     key = next((f"{o}.batch_size" for o in overrides if "batch_size" in found.get(o, {})), "train.batch_size")
     seen = f"split.train_size {params.split.train_size}" + (
         f", train.limit_train_images {tp.limit_train_images}" if tp.limit_train_images else "")

@@ -47,7 +47,7 @@ def shrink(params: dict) -> dict:
     """The tiny profile: one model, one epoch on 500 images, no time-to-accuracy targets."""
     params["pipeline"]["models"] = ["mlp"]
     params["train"].update(epochs=1, limit_train_images=500)
-    params["time_to_accuracy"]["models"] = {}
+    params["time_to_accuracy"]["sprints"] = {}
     return params
 
 

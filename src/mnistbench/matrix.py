@@ -28,6 +28,8 @@ from mnistbench.config import MatrixParams, Params, parse_params, run_name
 from mnistbench.errors import MnistbenchError
 
 PROBE_TIMEOUT_S = 5  # a cluster address that does not answer fails the stage in seconds
+WAIT_CHECK_S = 10  # how often a waiting stage checks that the cluster can still run its trainings
+WAIT_REPORT_S = 300  # how often it says what it waits for, while no training finishes
 RETRIES_ON_WORKER_DEATH = 2
 
 
@@ -157,6 +159,21 @@ def check_fits(request: dict[str, float], nodes: list[dict[str, float]], where: 
                                   f"node of {where} has {largest:g}; expected at most {largest:g}")
 
 
+def _still_fits(request: dict[str, float], waited: float, left: int) -> None:
+    """Between finished trainings: fail when the cluster lost the nodes that could run one (the rest would wait
+    forever), and say every few minutes what the stage is waiting for."""
+    import ray
+
+    alive = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    check_fits({k: v for k, v in request.items() if v}, alive,
+               f"the Ray cluster {os.environ.get('RAY_ADDRESS') or '(local)'} now")
+    if waited % WAIT_REPORT_S < WAIT_CHECK_S:
+        free = ray.available_resources()
+        print(f"train (Ray): {left} training(s) running or queued, none finished for {waited / 60:.0f} min; the "
+              f"cluster has {len(alive)} node(s), {free.get('CPU', 0):g} CPUs free (each training asks for "
+              f"{request['CPU']:g})", file=sys.stderr)
+
+
 def _run_on_ray(trainings: list[Training], how: MatrixParams) -> list[bool]:
     """Whether each training ran (False: it was up to date); raises after all finished if any failed."""
     import ray
@@ -173,8 +190,15 @@ def _run_on_ray(trainings: list[Training], how: MatrixParams) -> list[bool]:
         pending = {task.remote(t.params.model_dump(), t.model, t.seed, t.folders, t.tags, cwd, code): t
                    for t in trainings}
         with tqdm(total=len(pending), desc="train (Ray)", unit="training", file=sys.stdout) as bar:
+            waited = 0.0
             while pending:
-                [ready], _ = ray.wait(list(pending), num_returns=1)
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_CHECK_S)
+                if not done:  # nothing finished for a while: can the cluster still run a training at all?
+                    waited += WAIT_CHECK_S
+                    _still_fits(request, waited, len(pending))
+                    continue
+                waited = 0.0
+                [ready] = done
                 t = pending.pop(ready)
                 try:
                     trained.append(ray.get(ready))

@@ -10,6 +10,14 @@ tagged with the point. sweeps/<name>/summary.md ranks the points by mean valid a
 valid split keeps the test set for the final run. A sweep explores; adopt a point by writing it into
 params.yaml and running `dvc repro`, whose lineage DVC keeps. Rerunning a sweep trains only what it lacks.
 It needs data/processed (`dvc repro split`).
+
+With --sprints, the points time time-to-accuracy sprints (params.yaml's time_to_accuracy.sprints) instead:
+each point runs each named sprint once per seed, one run at a time in this process (a timing shares no CPU),
+and sweeps/<name>/summary.md lists MLPerf's figures per point (runs reaching the threshold, olympic mean,
+range) and the highest valid accuracy all runs but one reached within the sprint's goal time:
+
+    python -m mnistbench.sweep --name cnn-sprint --sprints cnn_tuned_99 \
+        --set time_to_accuracy.sprints.cnn_tuned_99.train.lr=0.005,0.007,0.01
 """
 
 from __future__ import annotations
@@ -21,11 +29,12 @@ from pathlib import Path
 
 import yaml
 
-from mnistbench import comparisons, matrix
+from mnistbench import comparisons, matrix, time_to_accuracy
 from mnistbench.config import ParamsError, parse_params, run_name
 from mnistbench.params_file import read_yaml
 from mnistbench.errors import MnistbenchError, exit_on_error
-from mnistbench.files import read_json, write_text
+from mnistbench.files import read_json, write_json, write_text
+from mnistbench.params_file import unknown
 from mnistbench.tables import markdown_table
 
 
@@ -63,11 +72,15 @@ def main() -> None:
     parser.add_argument("--name", required=True, help="the sweep's name: its folder under sweeps/ and its experiment")
     parser.add_argument("--set", action="append", required=True, metavar="KEY=V1,V2", help="a params key and its values")
     parser.add_argument("--models", help="comma-separated model names (default: pipeline.models)")
+    parser.add_argument("--sprints", help="comma-separated sprint names: time these instead of training --models")
     parser.add_argument("--seeds", help="comma-separated seeds (default: seeds.train)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--data", type=Path, default=Path("data/processed"))
     parser.add_argument("--out", type=Path, default=Path("sweeps"))
     args = parser.parse_args()
+    if args.sprints:
+        print(sweep_sprints(args))
+        return
     trainings, points, folder = plan(args)
     matrix.execute(trainings, trainings[0].params.matrix)
     print(summarize(trainings, points, folder))
@@ -96,6 +109,55 @@ def plan(args: argparse.Namespace) -> tuple[list[matrix.Training], list[dict], P
     print(f"sweep {args.name}: {len(points)} points x {len(models)} models x {len(seeds)} seeds = "
           f"{len(trainings)} trainings -> {folder}")
     return trainings, points, folder
+
+
+def sweep_sprints(args: argparse.Namespace) -> str:
+    """Every point x sprint x seed timed in turn (a run already recorded with the same recipe is kept)."""
+    raw = read_yaml(args.params)
+    base = parse_params(raw, str(args.params))
+    sprints = args.sprints.split(",")
+    for name in sprints:
+        if name not in base.time_to_accuracy.sprints:
+            raise ParamsError(f"--sprints: {unknown('sprint', name, list(base.time_to_accuracy.sprints))}")
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else base.time_to_accuracy.seeds
+    if not (args.data / "train.pt").is_file():
+        raise MnistbenchError(f"{args.data}: no train.pt; expected the processed splits (dvc repro split)")
+    points = grid(args.set)
+    every = [parse_params(with_point(raw, point), f"{args.params} with {describe(point)}") for point in points]
+    folder = (args.out / args.name).resolve()
+    print(f"sweep {args.name}: {len(points)} points x {len(sprints)} sprints x {len(seeds)} seeds, one at a time -> {folder}")
+    rows = []
+    for i, (point, params) in enumerate(zip(points, every)):
+        here = folder / f"point-{i}"
+        write_text(here / "point.yaml", yaml.safe_dump(point, sort_keys=False))
+        for sprint in sprints:
+            runs = []
+            for seed in seeds:
+                path = here / "sprints" / f"{sprint}-{seed}.json"
+                run = read_json(path) if path.is_file() else None
+                if not run or run["recipe"] != params.sprint_recipe(sprint).model_dump() \
+                        or run["threshold"] != params.sprint_threshold(sprint):
+                    run = time_to_accuracy.measure(params, sprint, seed, args.data)
+                    write_json(path, run)
+                runs.append(run)
+            summary, goal = time_to_accuracy.olympic(runs), params.time_to_accuracy.sprints[sprint].goal_seconds
+            rows.append(((sprint, not summary["valid"], summary["olympic_mean_seconds"]), {
+                "sprint": sprint, "point": f"point-{i}",
+                **{k.removeprefix(f"time_to_accuracy.sprints.{sprint}."): v for k, v in point.items()}, "threshold": f"{runs[0]['threshold']:.2%}",
+                "reached on valid": f"{summary['reached_on_valid']} of {summary['runs']}",
+                "olympic mean (s)": f"{summary['olympic_mean_seconds']:.1f}" + ("" if summary["valid"] else " (invalid)"),
+                "range (s)": f"{summary['min_seconds']:.1f}-{summary['max_seconds']:.1f}",
+                "highest valid accuracy within the goal, all runs but one": f"{time_to_accuracy.highest_within(runs, goal):.2%} in {goal:.0f} s"}))
+    rows = [row for _, row in sorted(rows, key=lambda r: r[0])]
+    machine = read_json(folder / "point-0" / "sprints" / f"{sprints[0]}-{seeds[0]}.json")["environment"]
+    text = "\n".join([f"# Sprint sweep {folder.name}", "", "Generated by `python -m mnistbench.sweep --sprints`; valid "
+                      "split only for choosing (the test set confirms a chosen sprint in stage time_to_accuracy). "
+                      "Fastest valid point first, per sprint; MLPerf's rules (docs/time-to-accuracy.md).", "",
+                      f"Machine: {machine['cpu']} ({machine['cpu_capability']}), {machine['threads']} threads, "
+                      f"sgemm {machine['sgemm_gflops']:.0f} GFLOP/s, torch {machine['torch']}.", "",
+                      markdown_table(rows), ""])
+    write_text(folder / "summary.md", text)
+    return text
 
 
 def against_best(valid: dict[str, dict[int, float]]) -> dict[str, str]:

@@ -108,7 +108,8 @@ def goal_rows(runs: pd.DataFrame, goals: dict[str, float]) -> list[dict]:
 def time_to_accuracy_rows(results: dict) -> list[dict]:
     """One row per sprint: MLPerf's olympic mean over its seeds, the range, how many runs reached the threshold."""
     return [{
-        "model": name,
+        "sprint": name,
+        "model": r.get("model", name),
         "threshold (valid, then test)": f"{r['threshold']:.1%}",
         "olympic mean (s)": f"{r['olympic_mean_seconds']:.1f}",
         "range (s)": f"{r['min_seconds']:.1f}-{r['max_seconds']:.1f}",

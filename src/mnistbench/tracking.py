@@ -41,6 +41,7 @@ import torch  # noqa: E402
 from mlflow.models import infer_signature  # noqa: E402
 
 from mnistbench.errors import MnistbenchError  # noqa: E402
+from mnistbench.files import process_alive  # noqa: E402
 
 # SQLite allows one writer at a time; concurrent runs (dvc queue start -j 3) retry instead of failing.
 LOCK_RETRIES = 20
@@ -183,16 +184,6 @@ def _process_tags() -> dict:
     return {"mnistbench.host": socket.gethostname(), "mnistbench.pid": str(os.getpid())}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def close_abandoned(experiment_id: str, run_name: str, keep: str | None = None) -> list[str]:
     """Mark KILLED the RUNNING runs named `run_name` whose process on this machine is gone (killed, say,
     and not resumed); return their ids. Runs of live processes and of other machines are left alone."""
@@ -202,7 +193,7 @@ def close_abandoned(experiment_id: str, run_name: str, keep: str | None = None) 
     closed = []
     for r in running:
         pid, host = r.data.tags.get("mnistbench.pid"), r.data.tags.get("mnistbench.host")
-        if r.info.run_id != keep and host == socket.gethostname() and pid and pid.isdigit() and not _alive(int(pid)):
+        if r.info.run_id != keep and host == socket.gethostname() and pid and pid.isdigit() and not process_alive(int(pid)):
             _retry_locked(client.set_terminated, r.info.run_id, "KILLED")
             closed.append(r.info.run_id)
     return closed

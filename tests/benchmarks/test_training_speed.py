@@ -102,3 +102,48 @@ def test_data_pipeline_epoch(benchmark, loader, mnist_raw, mnist_dir):
     assert seen == 10_000
     assert total == pytest.approx(reference_total, rel=1e-6)
     shutil.rmtree(mnist_raw / "MNIST" / "processed", ignore_errors=True)
+
+
+def notebook_training_epoch(root, batch):
+    """A notebook's epoch of the write-up CNN: torchvision MNIST + ToTensor + DataLoader, the model as built
+    (NCHW), Adam, and the loss read back each step (`running_loss += loss.item()`)."""
+    from torchvision import datasets, transforms
+
+    torch.manual_seed(0)
+    model = build_model("cnn", PARAMS).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    dataset = datasets.MNIST(root, train=False, download=True, transform=transforms.ToTensor())
+    running = 0.0
+    for x, y in torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        running += loss.item()
+    return running / len(dataset) * batch
+
+
+def harness_training_epoch(images, labels, batch):
+    """The same epoch through the harness's loop (training.train): preloaded tensors, channels-last weights."""
+    from mnistbench import training
+
+    torch.manual_seed(0)
+    model = build_model("cnn", PARAMS)
+    tp = PARAMS.train_for("cnn").model_copy(update={"epochs": 1, "batch_size": batch})
+    result = training.train(model, tp, (images, labels), (images[:batch], labels[:batch]), torch.device("cpu"))
+    return result.history[-1]["train_loss"]
+
+
+@pytest.mark.parametrize("loop", ["mnistbench", "notebook"])
+def test_writeup_cnn_epoch(benchmark, loop, mnist_raw):
+    """The write-up CNN trained for one epoch over 10,000 images at batch 32: the harness against a notebook."""
+    benchmark.group = "write-up CNN, one training epoch, 10,000 images, batch 32"
+    images, labels = data.read_images_and_labels(mnist_raw / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz",
+                                                 mnist_raw / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz")
+    fn = (lambda: harness_training_epoch(images, labels, 32)) if loop == "mnistbench" else \
+        (lambda: notebook_training_epoch(mnist_raw, 32))
+    loss = timed(benchmark, torch.device("cpu"), fn, flops=float("nan"), rounds=5, warmup=1, items=10_000,
+                 kernel="write-up CNN epoch", impl=loop if loop == "mnistbench" else "notebook (reference)",
+                 reference="notebook (reference)")
+    assert 0.05 < loss < 1.0  # one epoch from scratch: well below ln(10) = 2.3, not yet converged
+    shutil.rmtree(mnist_raw / "MNIST" / "processed", ignore_errors=True)
