@@ -226,12 +226,18 @@ def test_three_concurrent_trainings_share_one_sqlite_store(tmp_path, env):
 ])
 @pytest.mark.slow
 def test_bad_params_stop_a_stage_with_a_named_key(tmp_path, change, message):
+    """The first stage that reads the bad section stops before any work: download reads data and split only,
+    the train stage the whole file."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for section, values in change.items():
         params[section].update(values)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    result = subprocess.run([sys.executable, str(ROOT / "stages" / "download.py"), "--out", str(tmp_path / "raw")],
-                            cwd=tmp_path, capture_output=True, text=True)
+    if "split" in change:
+        cmd = [ROOT / "stages" / "download.py", "--out", tmp_path / "raw"]
+    else:
+        cmd = [ROOT / "stages" / "train.py", "--data", tmp_path / "processed", "--models-dir", tmp_path / "raw",
+               "--reports", tmp_path / "raw", "--checkpoints", tmp_path / "raw"]
+    result = subprocess.run([sys.executable, *map(str, cmd)], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 1
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "raw").exists()
