@@ -58,11 +58,15 @@ def ray_node(cmd: list[str], env: dict):
             seen.append(line)
         yield node
     finally:
-        family = [node_process := psutil.Process(node.pid), *node_process.children(recursive=True)]
-        os.killpg(node.pid, signal.SIGTERM)
+        try:  # a test may have killed the node already (a machine that lost power)
+            family = [node_process := psutil.Process(node.pid), *node_process.children(recursive=True)]
+            os.killpg(node.pid, signal.SIGTERM)
+        except (psutil.Error, ProcessLookupError):
+            family = []
         _, alive = psutil.wait_procs(family, timeout=30)
         for process in alive:
             process.kill()
+        node.wait()
 
 
 def runs_a_training(process: psutil.Process) -> bool:
@@ -245,3 +249,35 @@ def test_ray_status_list_and_the_dashboard_work_on_a_cluster_bound_to_loopback(e
         listening = {c.laddr for p in [psutil.Process(node.pid), *psutil.Process(node.pid).children(recursive=True)]
                      for c in p.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == dashboard}
         assert {addr.ip for addr in listening} == {"127.0.0.1"}
+
+
+@pytest.mark.slow
+def test_a_cluster_that_loses_the_only_node_able_to_train_fails_the_stage_within_a_minute(tmp_path, env):
+    """A training asks for 2 CPUs; only the second node has them. When that node dies mid-training, Ray would
+    keep the retried task pending forever: the stage fails instead, naming the key and what is left."""
+    processed = fake_processed(tmp_path / "processed", n_train=8000, n_valid=200)
+    params = matrix_params(tmp_path / "params.yaml", "ray", ("cnn",), (0,), 50)
+    raw = yaml.safe_load(params.read_text())
+    raw["matrix"]["cpus_per_training"] = 2
+    params.write_text(yaml.safe_dump(raw))
+    port = free_port()
+    env = env | {"RAY_AUTH_MODE": "token"}
+    with ray_node([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
+                   "--include-dashboard=false", "--disable-usage-stats"], env):
+        with ray_node([RAY, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+                       "--disable-usage-stats"], env) as second:
+            training = train_matrix(tmp_path, processed, params, env | {"RAY_ADDRESS": f"127.0.0.1:{port}"})
+            checkpoint = tmp_path / "checkpoints" / "cnn-0.ckpt"
+            deadline = time.monotonic() + 300
+            while not checkpoint.exists() and time.monotonic() < deadline and training.poll() is None:
+                time.sleep(0.2)
+            assert checkpoint.exists(), "the training never started on the second node"
+            family = [psutil.Process(second.pid), *psutil.Process(second.pid).children(recursive=True)]
+            for process in family:  # the node dies at once, as a machine that loses power
+                process.send_signal(signal.SIGKILL)
+            lost = time.monotonic()
+            out, _ = training.communicate(timeout=120)
+        assert time.monotonic() - lost < 60, out[-2000:]
+        assert training.returncode == 1 and "Traceback" not in out, out[-2000:]
+        assert "matrix.cpus_per_training: each training asks for 2 CPUs, but the largest node of the Ray cluster" in out
+        assert "now has 1" in out

@@ -312,3 +312,28 @@ def test_both_reports_say_which_differences_are_real(tiny_project):
     assert "Paired t-test over the seeds both models ran" in seeds and "| mlp vs vit_writeup | 2 |" in seeds
     assert "mlp is better than vit_writeup by" in seeds  # 1 epoch: the write-up's ViT stays near chance
     assert "made at commit" in seeds and "**current**" in seeds
+
+
+@pytest.mark.slow
+def test_the_registered_model_loads_outside_the_project_and_reproduces_its_test_accuracy(tiny_project, tmp_path):
+    """What a user of the registry does: mlflow.pytorch.load_model("models:/<experiment>-cnn@best") from a folder
+    outside the project, in a process that never imports mnistbench, then predict the test images."""
+    project, _ = tiny_project
+    metrics = json.loads((project / "reports" / "metrics" / "cnn-0.json").read_text())
+    script = tmp_path / "load.py"
+    script.write_text(
+        "import gzip, sys, numpy as np, torch, mlflow.pytorch\n"
+        "model = mlflow.pytorch.load_model('models:/mnistbench-cnn@best')\n"
+        "assert 'mnistbench' not in sys.modules\n"
+        f"raw = gzip.open({str(project / 'data' / 'raw' / 't10k-images-idx3-ubyte.gz')!r}).read()\n"
+        f"labels = np.frombuffer(gzip.open({str(project / 'data' / 'raw' / 't10k-labels-idx1-ubyte.gz')!r}).read()[8:], np.uint8)\n"
+        "images = torch.tensor(np.frombuffer(raw[16:], np.uint8).reshape(-1, 1, 28, 28).copy()).float() / 255\n"
+        "with torch.no_grad():\n"
+        "    predicted = torch.cat([model(chunk).argmax(1) for chunk in images.split(1000)]).numpy()\n"
+        "print((predicted == labels).mean())\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW")} | {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}", "PYTHONPATH": ""}
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert float(result.stdout.split()[-1]) == pytest.approx(metrics["test_accuracy"], abs=1e-6)
