@@ -58,3 +58,28 @@ def test_a_bad_sweep_key_is_named_before_anything_runs(tmp_path):
     done = sweep(tmp_path, env, "--set", "train.lrr=0.1,0.2")
     assert done.returncode == 1 and "train.lrr" in done.stderr and "did you mean 'lr'" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "sweeps").exists()
+
+
+@pytest.mark.slow
+def test_a_sprint_sweep_times_each_point_under_mlperfs_rules_and_keeps_what_it_ran(tmp_path):
+    fake_processed(tmp_path / "processed", n_train=512, n_valid=64)
+    tiny_params(tmp_path / "params.yaml")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    key = "time_to_accuracy.sprints.cnn_tuned_99"
+    args = ["--sprints", "cnn_tuned_99", "--seeds", "0,1,2", "--set", f"{key}.threshold.mnist=0.01,1.0"]
+    done = sweep(tmp_path, env, *args)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    folder = tmp_path / "sweeps" / "lr"
+    runs = {i: [json.loads((folder / f"point-{i}" / "sprints" / f"cnn_tuned_99-{s}.json").read_text()) for s in range(3)]
+            for i in (0, 1)}
+    assert all(r["reached_on_valid"] and r["epochs"] == 1 for r in runs[0])  # 1%: reached after the first epoch
+    assert not any(r["reached_on_valid"] for r in runs[1]) and all(r["epochs"] == 2 for r in runs[1])
+    assert all(len(r["curve_seconds"]) == r["epochs"] and r["curve_seconds"][-1] == pytest.approx(r["seconds"])
+               for r in runs[0] + runs[1])
+    summary = (folder / "summary.md").read_text()
+    assert "| cnn_tuned_99 | point-0 | 0.0100 | 1.00% | 3 of 3 |" in summary
+    assert "| cnn_tuned_99 | point-1 | 1.00 | 100.00% | 0 of 3 |" in summary and "(invalid)" in summary
+    again = sweep(tmp_path, env, *args)  # every run is on record with the same recipe: nothing is timed again
+    assert again.returncode == 0 and "epoch" not in again.stderr
+    wrong = sweep(tmp_path, env, "--sprints", "cnn_tuned_100", "--set", f"{key}.goal_seconds=5")
+    assert wrong.returncode == 1 and "unknown sprint 'cnn_tuned_100'" in wrong.stderr
