@@ -15,13 +15,15 @@ from mnistbench import gates, reference
 from mnistbench.comparisons import Reference
 
 
-def bench_run(naive_s=2e-3, sdpa_s=1e-3, notebook_s=0.4, preloaded_s=0.01, step_s=0.01, sgemm_s=0.01):
+def bench_run(naive_s=2e-3, sdpa_s=1e-3, notebook_s=0.4, preloaded_s=0.01, step_s=0.01, sgemm_s=0.01,
+              notebook_epoch_s=1.2, epoch_s=0.5):
     """The fields of a pytest-benchmark JSON that the speed gate reads."""
     def entry(group, impl, median, **extra):
         return {"group": group, "extra_info": {"impl": impl, **extra}, "stats": {"median": median}}
     rows = [entry("attention batch 32", "naive", naive_s), entry("attention batch 32", "sdpa", sdpa_s),
             entry("data pipeline, 10,000 images, batch 32", "notebook", notebook_s),
-            entry("data pipeline, 10,000 images, batch 32", "preloaded", preloaded_s)]
+            entry("data pipeline, 10,000 images, batch 32", "preloaded", preloaded_s),
+            entry(gates.EPOCH_GROUP, "notebook", notebook_epoch_s), entry(gates.EPOCH_GROUP, "mnistbench", epoch_s)]
     rows += [entry("training step, batch 32", m, step_s, sgemm_calibration_s=sgemm_s) for m in ("mlp", "cnn", "vit")]
     return {"benchmarks": rows}
 
@@ -34,7 +36,7 @@ def test_every_speed_ratio_has_a_baseline_in_the_committed_gates():
 def test_speed_gate_fails_the_ratio_that_fell_below_its_floor():
     baselines = {name: {"baseline": value, "tolerance": 0.3} for name, value in gates.speed_ratios(bench_run()).items()}
     passes, failures = gates.speed_failures(bench_run(preloaded_s=0.02), baselines)  # loader 2x slower
-    assert len(passes) == 4
+    assert len(passes) == 5
     assert len(failures) == 1 and failures[0].startswith("data: preloaded") and "REGRESSED by 50.0%" in failures[0]
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mnistbench.files import write_text
 
-REFERENCE_IMPL = {"conv": "im2col", "attention": "naive", "data": "notebook"}  # by group prefix
+REFERENCE_IMPL = {"conv": "im2col", "attention": "naive", "data": "notebook", "write-up CNN": "notebook"}  # by group prefix
 
 
 def load(path: Path) -> tuple[dict, list[dict]]:

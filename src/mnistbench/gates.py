@@ -78,6 +78,9 @@ def _median(bench: dict, group: str, impl: str) -> float:
     return _find(bench, group, impl)["stats"]["median"]
 
 
+EPOCH_GROUP = "write-up CNN, one training epoch, 10,000 images, batch 32"
+
+
 def speed_ratios(bench: dict) -> dict[str, float]:
     """Ratios of timings from one benchmark run; higher is better for every one of them."""
     ratios = {
@@ -86,6 +89,8 @@ def speed_ratios(bench: dict) -> dict[str, float]:
         "data: preloaded speed-up over notebook loader":
             _median(bench, "data pipeline, 10,000 images, batch 32", "notebook")
             / _median(bench, "data pipeline, 10,000 images, batch 32", "preloaded"),
+        "write-up CNN epoch: speed-up over a notebook's":
+            _median(bench, EPOCH_GROUP, "notebook") / _median(bench, EPOCH_GROUP, "mnistbench"),
     }
     for model in ("mlp", "cnn", "vit"):
         # A model's training speed in units of this machine's matmul speed, the sgemm timed in the same test.

@@ -110,7 +110,7 @@ def time_to_accuracy_rows(results: dict) -> list[dict]:
     return [{
         "sprint": name,
         "model": r.get("model", name),
-        "threshold (valid, then test)": f"{r['threshold']:.1%}",
+        "threshold (valid, then test)": f"{r['threshold']:.2%}",
         "olympic mean (s)": f"{r['olympic_mean_seconds']:.1f}",
         "range (s)": f"{r['min_seconds']:.1f}-{r['max_seconds']:.1f}",
         "in sgemm units (GFLOP)": f"{r['olympic_mean_sgemm_gflop']:,.0f}",
