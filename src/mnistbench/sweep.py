@@ -38,6 +38,11 @@ from mnistbench.params_file import unknown
 from mnistbench.tables import markdown_table
 
 
+def require_processed(data: Path) -> None:
+    if not (data / "train.pt").is_file():
+        raise MnistbenchError(f"{data}: no train.pt; expected the processed splits (dvc repro split)")
+
+
 def grid(assignments: list[str]) -> list[dict[str, object]]:
     """['a.b=1,2', 'c=x'] -> [{'a.b': 1, 'c': 'x'}, {'a.b': 2, 'c': 'x'}]; values read as YAML (numbers, lists)."""
     axes = []
@@ -92,8 +97,7 @@ def plan(args: argparse.Namespace) -> tuple[list[matrix.Training], list[dict], P
     models = args.models.split(",") if args.models else base.model_names()
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else base.seeds.train
     points = grid(args.set)
-    if not (args.data / "train.pt").is_file():
-        raise MnistbenchError(f"{args.data}: no train.pt; expected the processed splits (dvc repro split)")
+    require_processed(args.data)
     folder = (args.out / args.name).resolve()
     trainings = []
     for i, point in enumerate(points):
@@ -120,8 +124,7 @@ def sweep_sprints(args: argparse.Namespace) -> str:
         if name not in base.time_to_accuracy.sprints:
             raise ParamsError(f"--sprints: {unknown('sprint', name, list(base.time_to_accuracy.sprints))}")
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else base.time_to_accuracy.seeds
-    if not (args.data / "train.pt").is_file():
-        raise MnistbenchError(f"{args.data}: no train.pt; expected the processed splits (dvc repro split)")
+    require_processed(args.data)
     points = grid(args.set)
     every = [parse_params(with_point(raw, point), f"{args.params} with {describe(point)}") for point in points]
     folder = (args.out / args.name).resolve()
@@ -143,7 +146,8 @@ def sweep_sprints(args: argparse.Namespace) -> str:
             summary, goal = time_to_accuracy.olympic(runs), params.time_to_accuracy.sprints[sprint].goal_seconds
             rows.append(((sprint, not summary["valid"], summary["olympic_mean_seconds"]), {
                 "sprint": sprint, "point": f"point-{i}",
-                **{k.removeprefix(f"time_to_accuracy.sprints.{sprint}."): v for k, v in point.items()}, "threshold": f"{runs[0]['threshold']:.2%}",
+                **{k.removeprefix(f"time_to_accuracy.sprints.{sprint}."): v for k, v in point.items()},
+                "threshold": f"{runs[0]['threshold']:.2%}",
                 "reached on valid": f"{summary['reached_on_valid']} of {summary['runs']}",
                 "olympic mean (s)": f"{summary['olympic_mean_seconds']:.1f}" + ("" if summary["valid"] else " (invalid)"),
                 "range (s)": f"{summary['min_seconds']:.1f}-{summary['max_seconds']:.1f}",
