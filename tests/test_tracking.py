@@ -1,3 +1,6 @@
+import multiprocessing
+import os
+
 import mlflow
 import pytest
 import torch
@@ -64,4 +67,39 @@ def test_an_mlflow_failure_is_one_clear_error(store):
     with tracking.start_run("exp-b", "mlp-0", {"a": 1}, {}):
         # MLflow refuses to change a logged param: the refusal comes back naming the store and the call
         with pytest.raises(MnistbenchError, match=r"MLflow tracking store sqlite:///.*: log_params failed \(Mlflow"):
-            tracking._retry_locked(mlflow.log_params, {"a": 2})
+            tracking._retry_transient(mlflow.log_params, {"a": 2})
+
+
+def _log_one_split_at_the_barrier(uri: str, barrier, answers) -> None:
+    """One training's start, in its own process: a run, then the split every training logs, all at once."""
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    with tracking.start_run("exp-race", f"mlp-{os.getpid()}", {}, {}):
+        barrier.wait()
+        try:
+            tracking.log_split("train", torch.zeros(4, 28, 28, dtype=torch.uint8), torch.zeros(4, dtype=torch.long),
+                               "ab" * 32, "training")
+            answers.put("ok")
+        except MnistbenchError as err:
+            answers.put(str(err))
+
+
+@pytest.mark.slow
+def test_trainings_starting_at_once_all_log_the_split_they_share(store):
+    """MLflow checks whether a dataset exists, then inserts it: runs that log one split at the same moment race
+    for its row, and the losers' insert breaks a unique key. Each must retry and find the winner's row."""
+    tracking.connect("exp-race")  # the store's tables exist before the race, as after a pipeline's first stage
+    context = multiprocessing.get_context("spawn")
+    n = 6
+    barrier, answers = context.Barrier(n), context.Queue()
+    processes = [context.Process(target=_log_one_split_at_the_barrier, args=(store, barrier, answers))
+                 for _ in range(n)]
+    for p in processes:
+        p.start()
+    got = [answers.get(timeout=300) for _ in processes]
+    for p in processes:
+        p.join(timeout=60)
+    assert got == ["ok"] * n
+    client = MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("exp-race").experiment_id])
+    assert len(runs) == n and all(len(r.inputs.dataset_inputs) == 1 for r in runs)
+    assert len({r.inputs.dataset_inputs[0].dataset.digest for r in runs}) == 1  # one dataset, shared

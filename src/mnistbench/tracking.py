@@ -34,7 +34,9 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 import mlflow  # noqa: E402
 
-logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # not two INFO lines per training
+# Not two INFO lines per training, nor two when a training creates a store's tables.
+for _logger in ("mlflow.system_metrics", "mlflow.store.db.utils"):
+    logging.getLogger(_logger).setLevel(logging.WARNING)
 import mlflow.data  # noqa: E402
 import sqlalchemy.exc  # noqa: E402
 import torch  # noqa: E402
@@ -45,6 +47,10 @@ from mnistbench.files import process_alive  # noqa: E402
 
 # SQLite allows one writer at a time; concurrent runs (dvc queue start -j 3) retry instead of failing.
 LOCK_RETRIES = 20
+# What a store says when a concurrent writer won a race: SQLite's lock, and a unique key inserted by two runs at
+# once (MLflow checks that a dataset exists, then inserts it: two trainings logging one split collide). A retry
+# waits for the lock, or finds the other run's row and uses it.
+TRANSIENT = ("is locked", "UNIQUE constraint failed", "duplicate key value violates unique constraint")
 # MLflow 3's UI opens an experiment of this kind on its training runs, not on the GenAI (traces) view.
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 # The run list's columns and order, as an MLflow UI "shared view" stored on the experiment; the links
@@ -75,13 +81,13 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
 
 
-def _retry_locked(fn, *args, **kwargs):
-    """Call fn, retrying while SQLite says the database is locked; any other MLflow failure is one clear error."""
+def _retry_transient(fn, *args, **kwargs):
+    """Call fn, retrying while a concurrent writer holds or won (TRANSIENT); any other failure is one clear error."""
     for attempt in range(LOCK_RETRIES):
         try:
             return fn(*args, **kwargs)
         except (mlflow.exceptions.MlflowException, sqlalchemy.exc.OperationalError) as err:
-            if "locked" not in str(err) or attempt == LOCK_RETRIES - 1:
+            if not any(sign in str(err) for sign in TRANSIENT) or attempt == LOCK_RETRIES - 1:
                 first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
                 raise MnistbenchError(f"MLflow tracking store {tracking_uri()}: {getattr(fn, '__name__', fn)} failed "
                                       f"({type(err).__name__}: {first})") from None
@@ -148,7 +154,7 @@ def connect(experiment: str) -> str:
 
 
 def _experiment_id(uri: str, experiment: str) -> str:
-    found = _retry_locked(mlflow.get_experiment_by_name, experiment)
+    found = _retry_transient(mlflow.get_experiment_by_name, experiment)
     if found and found.lifecycle_stage == "deleted":
         raise MnistbenchError(f"MLflow experiment '{experiment}' (mlflow.experiment in params.yaml) is deleted in {uri}; "
                               f"restore it (mlflow experiments restore --experiment-id {found.experiment_id}) or name "
@@ -156,7 +162,7 @@ def _experiment_id(uri: str, experiment: str) -> str:
     if found:
         for key, value in (EXPERIMENT_KIND, RUN_LIST_VIEW):
             if found.tags.get(key) != value:
-                _retry_locked(mlflow.MlflowClient().set_experiment_tag, found.experiment_id, key, value)
+                _retry_transient(mlflow.MlflowClient().set_experiment_tag, found.experiment_id, key, value)
         return found.experiment_id
     location = None
     if uri.startswith("sqlite:///"):
@@ -165,9 +171,9 @@ def _experiment_id(uri: str, experiment: str) -> str:
         return mlflow.create_experiment(experiment, artifact_location=location, tags=dict([EXPERIMENT_KIND, RUN_LIST_VIEW]))
     except (mlflow.exceptions.MlflowException, sqlalchemy.exc.IntegrityError) as err:
         if "ALREADY_EXISTS" not in str(err) and "UNIQUE" not in str(err).upper():
-            return _retry_locked(mlflow.create_experiment, experiment)  # reports the failure in one line
+            return _retry_transient(mlflow.create_experiment, experiment)  # reports the failure in one line
         # Another process (a clone, a Ray worker) created it a moment ago: use theirs.
-        return _retry_locked(mlflow.get_experiment_by_name, experiment).experiment_id
+        return _retry_transient(mlflow.get_experiment_by_name, experiment).experiment_id
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -188,13 +194,13 @@ def close_abandoned(experiment_id: str, run_name: str, keep: str | None = None) 
     """Mark KILLED the RUNNING runs named `run_name` whose process on this machine is gone (killed, say,
     and not resumed); return their ids. Runs of live processes and of other machines are left alone."""
     client = mlflow.MlflowClient()
-    running = _retry_locked(client.search_runs, [experiment_id],
+    running = _retry_transient(client.search_runs, [experiment_id],
                             filter_string=f"attributes.run_name = '{run_name}' and attributes.status = 'RUNNING'")
     closed = []
     for r in running:
         pid, host = r.data.tags.get("mnistbench.pid"), r.data.tags.get("mnistbench.host")
         if r.info.run_id != keep and host == socket.gethostname() and pid and pid.isdigit() and not process_alive(int(pid)):
-            _retry_locked(client.set_terminated, r.info.run_id, "KILLED")
+            _retry_transient(client.set_terminated, r.info.run_id, "KILLED")
             closed.append(r.info.run_id)
     return closed
 
@@ -205,7 +211,7 @@ class _Run(mlflow.ActiveRun):
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
-            _retry_locked(mlflow.end_run)
+            _retry_transient(mlflow.end_run)
             return False
         try:
             mlflow.end_run("KILLED" if exc_type is KeyboardInterrupt else "FAILED")
@@ -223,13 +229,13 @@ def start_run(experiment: str, run_name: str, params: dict, tags: dict, resume: 
         except mlflow.exceptions.MlflowException:
             found = None  # another store, or deleted: start a new run
         if found and found.info.experiment_id == experiment_id and found.info.lifecycle_stage == "active":
-            run = _retry_locked(mlflow.start_run, run_id=resume)
-            _retry_locked(mlflow.set_tags, _process_tags())
+            run = _retry_transient(mlflow.start_run, run_id=resume)
+            _retry_transient(mlflow.set_tags, _process_tags())
             return _Run(run)
     close_abandoned(experiment_id, run_name)
-    run = _retry_locked(mlflow.start_run, experiment_id=experiment_id, run_name=run_name, log_system_metrics=True,
+    run = _retry_transient(mlflow.start_run, experiment_id=experiment_id, run_name=run_name, log_system_metrics=True,
                         tags=tags | _process_tags() | _lineage_tags())
-    _retry_locked(mlflow.log_params, flatten(params))
+    _retry_transient(mlflow.log_params, flatten(params))
     return _Run(run)
 
 
@@ -256,19 +262,19 @@ def log_split(name: str, images: torch.Tensor, labels: torch.Tensor, digest: str
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
         dataset = mlflow.data.from_numpy(images.reshape(len(images), -1).numpy(), targets=labels.numpy(), name=name,
                                          digest=digest[:20], source=f"{name}.pt")
-    _retry_locked(mlflow.log_input, dataset, context=context)
+    _retry_transient(mlflow.log_input, dataset, context=context)
 
 
 def log_artifact(path: Path, folder: str) -> None:
-    _retry_locked(mlflow.log_artifact, str(path), folder)
+    _retry_transient(mlflow.log_artifact, str(path), folder)
 
 
 def logged_steps(run_id: str, metric: str) -> set[int]:
-    return {m.step for m in _retry_locked(mlflow.MlflowClient().get_metric_history, run_id, metric)}
+    return {m.step for m in _retry_transient(mlflow.MlflowClient().get_metric_history, run_id, metric)}
 
 
 def log_metrics(metrics: dict, step: int | None = None) -> None:
-    _retry_locked(mlflow.log_metrics, {k: float(v) for k, v in metrics.items()}, step=step)
+    _retry_transient(mlflow.log_metrics, {k: float(v) for k, v in metrics.items()}, step=step)
 
 
 def log_model(model: torch.nn.Module, example: torch.Tensor) -> None:
@@ -280,7 +286,7 @@ def log_model(model: torch.nn.Module, example: torch.Tensor) -> None:
     with warnings.catch_warnings():
         # torch.export's archive writer warns about channels-last weights, for weights off the CPU only; these are on it.
         warnings.filterwarnings("ignore", message="No complete tensor found in the group")
-        _retry_locked(
+        _retry_transient(
             mlflow.pytorch.log_model,
             model,
             name="model",
@@ -293,10 +299,10 @@ def log_model(model: torch.nn.Module, example: torch.Tensor) -> None:
 def log_test_metrics(experiment: str, run_id: str, metrics: dict, artifacts: dict[Path, str] | None = None) -> None:
     """Add the final test metrics, and artifacts (path -> folder), to a finished training run."""
     connect(experiment)
-    with _retry_locked(mlflow.start_run, run_id=run_id):
+    with _retry_transient(mlflow.start_run, run_id=run_id):
         log_metrics(metrics)
         for path, folder in (artifacts or {}).items():
-            _retry_locked(mlflow.log_artifact, str(path), folder)
+            _retry_transient(mlflow.log_artifact, str(path), folder)
 
 
 def summarize_models(experiment: str, runs: list[dict]) -> dict[str, int]:
@@ -317,12 +323,12 @@ def summarize_models(experiment: str, runs: list[dict]) -> dict[str, int]:
             continue
         children = sorted(r["mlflow_run_id"] for r in group)
         key = hashlib.sha256(" ".join(children).encode()).hexdigest()[:16]
-        found = _retry_locked(client.search_runs, [experiment_id],
+        found = _retry_transient(client.search_runs, [experiment_id],
                               filter_string=f"tags.`mnistbench.aggregate` = '{key}'", max_results=1)
         if found:
             run_id = found[0].info.run_id
         else:
-            run_id = _retry_locked(client.create_run, experiment_id, run_name=model, tags={
+            run_id = _retry_transient(client.create_run, experiment_id, run_name=model, tags={
                 "mnistbench.aggregate": key, "mnistbench.model": model,
                 "mlflow.note.content": f"{model}: the test accuracy of its {len(group)} training(s), seeds "
                                        f"{', '.join(str(r['seed']) for r in group)}; they are this run's children."}).info.run_id
@@ -331,10 +337,10 @@ def summarize_models(experiment: str, runs: list[dict]) -> dict[str, int]:
         metrics = {"test_accuracy_mean": mean, "n": len(group), "test_accuracy_min": min(accuracies),
                    "test_accuracy_max": max(accuracies)} | ({} if len(group) < 2 else {"test_accuracy_ci95": half})
         for name, value in metrics.items():
-            _retry_locked(client.log_metric, run_id, name, float(value))
-        _retry_locked(client.set_terminated, run_id, "FINISHED")
+            _retry_transient(client.log_metric, run_id, name, float(value))
+        _retry_transient(client.set_terminated, run_id, "FINISHED")
         for child in children:
-            _retry_locked(client.set_tag, child, "mlflow.parentRunId", run_id)
+            _retry_transient(client.set_tag, child, "mlflow.parentRunId", run_id)
         _register_best(client, f"{experiment}-{model}", max(group, key=lambda r: r["test_accuracy"])["mlflow_run_id"])
         aggregates[model] = len(group)
     return aggregates
@@ -358,8 +364,8 @@ def _register_best(client: mlflow.MlflowClient, name: str, run_id: str) -> None:
         said = io.StringIO()
         try:  # MLflow prints three notes per registration: kept back unless it fails
             with contextlib.redirect_stderr(said):
-                version = _retry_locked(mlflow.register_model, f"runs:/{run_id}/model", name)
+                version = _retry_transient(mlflow.register_model, f"runs:/{run_id}/model", name)
         except Exception:
             sys.stderr.write(said.getvalue())
             raise
-        _retry_locked(client.set_registered_model_alias, name, "best", version.version)
+        _retry_transient(client.set_registered_model_alias, name, "best", version.version)
