@@ -3,6 +3,7 @@ that stops mid-run fails the training in seconds with a message naming it."""
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -46,6 +48,22 @@ def trainer(tmp_path, url, seed, epochs, model="mlp"):
     cmd[cmd.index("--seed") + 1] = str(seed)
     return subprocess.Popen(cmd, env={**os.environ, "MLFLOW_TRACKING_URI": url}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+
+def until_each_logged_an_epoch(url: str, trainings: list[subprocess.Popen], names: list[str], timeout=300) -> None:
+    """Return once the run of each name (one per training) has logged a validation epoch."""
+    client = MlflowClient(url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ended = [t for t in trainings if t.poll() is not None]
+        assert not ended, f"a training ended before the fault: {ended[0].communicate()[1][-2000:]}"
+        experiment = client.get_experiment_by_name("mnistbench")
+        runs = [run for name in names if experiment
+                for run in client.search_runs([experiment.experiment_id], f"attributes.run_name = '{name}'")]
+        if len(runs) == len(names) and all(client.get_metric_history(r.info.run_id, "valid_accuracy") for r in runs):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"no epoch logged by each of {names} within {timeout} s")
 
 
 @pytest.mark.slow
@@ -117,19 +135,46 @@ def test_a_taken_port_is_refused_before_anything_starts():
 def test_a_server_stopping_mid_run_fails_the_training_in_seconds(tracking_server, tmp_path):
     folder, url = tracking_server
     training = trainer(tmp_path, url, seed=7, epochs=400)
-    client = MlflowClient(url)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:  # until the run has logged an epoch
-        runs = client.search_runs([client.get_experiment_by_name("mnistbench").experiment_id],
-                                  "attributes.run_name = 'mlp-7'")
-        if runs and client.get_metric_history(runs[0].info.run_id, "valid_accuracy"):
-            break
-        time.sleep(0.5)
+    until_each_logged_an_epoch(url, [training], ["mlp-7"])
     server.stop_mlflow(folder)
     stopped = time.monotonic()
     try:
         _, err = training.communicate(timeout=90)
     finally:
         training.kill()
-    assert training.returncode == 1 and time.monotonic() - stopped < 60
+    failed_after = time.monotonic() - stopped
+    print(f"training failed {failed_after:.1f} s after the server stopped")
+    assert training.returncode == 1 and failed_after < 60
     assert f"MLflow tracking store {url}" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_postgresql_dying_under_the_server_fails_the_running_trainings_within_a_minute(tmp_path):
+    """The database, not the server, goes: the server answers with errors, and each training gives up after the
+    client's retries with one line naming the store (the README's "about 20 s" is this test's time)."""
+    folder = Path(tempfile.mkdtemp(prefix="mnistbench-server-"))
+    os.chmod(folder, 0o755)
+    url = server.start(folder, free_port(), free_port())
+    trainings = [trainer(tmp_path, url, seed, epochs=400) for seed in (0, 1)]
+    try:
+        until_each_logged_an_epoch(url, trainings, ["mlp-0", "mlp-1"])
+        postmaster = int((folder / "postgres" / "postmaster.pid").read_text().split()[0])  # the cluster this test made
+        mlflow_server = psutil.Process(int((folder / "mlflow.pid").read_text()))
+        ours = [*psutil.Process(postmaster).children(recursive=True), mlflow_server,
+                *mlflow_server.children(recursive=True)]
+        os.kill(postmaster, signal.SIGKILL)
+        killed = time.monotonic()
+        for training in trainings:
+            _, err = training.communicate(timeout=120)
+            failed_after = time.monotonic() - killed
+            print(f"training failed {failed_after:.1f} s after PostgreSQL was killed: {err.strip().splitlines()[-1:]}")
+            assert training.returncode == 1 and failed_after < 60, err[-2000:]
+            assert f"MLflow tracking store {url}" in err and "Traceback" not in err
+    finally:
+        for training in trainings:
+            training.kill()
+        server.stop(folder)  # the server, and PostgreSQL if the test failed before killing it
+        shutil.rmtree(folder, ignore_errors=True)
+    # PostgreSQL's backends notice their postmaster died and exit; `server.stop` ends the MLflow server's group.
+    _, left = psutil.wait_procs(ours, timeout=30)
+    assert not left, f"still running: {[p.pid for p in left]}"
