@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from mnistbench import comparisons
-from mnistbench.comparisons import Reference, holm, mcnemar, paired, seeds_to_detect
+from mnistbench.comparisons import Reference, all_pairs, holm, mcnemar, paired, seeds_to_detect
 
 
 def simulated_pair(rng: random.Random, n: int, true_difference: float, sd: float = 0.0015):
@@ -47,6 +47,20 @@ def test_the_interval_is_the_student_t_interval_of_the_per_seed_differences():
     assert c.n == 4 and c.difference == pytest.approx(0.2)
     assert (c.low, c.high) == (pytest.approx(0.2 - half), pytest.approx(0.2 + half))
     assert c.p == pytest.approx(stats.ttest_rel([100 * a[s] for s in range(4)], [100 * b[s] for s in range(4)]).pvalue)
+
+
+def test_a_gap_only_the_pairs_own_test_finds_is_not_called_better_and_says_what_would_settle_it():
+    """Its own interval excludes 0, Holm's correction for the family does not let it count: the verdict must say
+    both, not 'no detectable difference' beside an interval that excludes 0."""
+    accuracies = {"a": {0: 0.9900, 1: 0.9910, 2: 0.9905}, "b": {0: 0.9880, 1: 0.9885, 2: 0.9890},
+                  "c": {0: 0.9850, 1: 0.9900, 2: 0.9870}, "d": {0: 0.9860, 1: 0.9880, 2: 0.9900}}
+    ab = next(c for c in all_pairs(accuracies) if (c.a, c.b) == ("a", "b"))
+    assert ab.p < 0.05 <= ab.p_holm and ab.low > 0 and ab.family == 6
+    seeds = seeds_to_detect(ab.difference, ab.sd, alpha=0.05 / 6)
+    assert seeds > ab.n
+    assert ab.verdict() == (f"a is ahead of b by 0.20 points [{ab.low:.2f}, {ab.high:.2f}], but not beyond seed noise "
+                            f"once corrected for the 6 comparisons (p = {ab.p_holm:.2g}); about {seeds} seeds would "
+                            "settle a gap this size")
 
 
 def test_no_detectable_difference_says_how_many_seeds_would_detect_a_tenth_of_a_point():

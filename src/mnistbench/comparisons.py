@@ -30,6 +30,7 @@ class PairedComparison:
     p: float  # two-sided paired t-test
     p_holm: float = math.nan  # corrected for every pair of the family (all_pairs); alone, the pair's own p
     sd: float = math.nan  # of the per-seed differences
+    family: int = 1  # the comparisons p_holm is corrected for
 
     @property
     def seeds_for_detectable(self) -> int | None:
@@ -37,11 +38,17 @@ class PairedComparison:
         return seeds_to_detect(DETECTABLE_POINTS, self.sd) if self.sd > 0 else None
 
     def verdict(self) -> str:
-        """'A is better than B by D points [lo, hi]', or 'no detectable difference ...'."""
+        """'A is better than B by D points [lo, hi]'; 'A is ahead of B ..., but not once corrected ...' when only
+        the pair's own test finds the gap; or 'no detectable difference ...'."""
+        better, worse, sign = (self.a, self.b, 1) if self.difference > 0 else (self.b, self.a, -1)
+        lo, hi = sorted((sign * self.low, sign * self.high))
         if self.p_holm < ALPHA:
-            better, worse, sign = (self.a, self.b, 1) if self.difference > 0 else (self.b, self.a, -1)
-            lo, hi = sorted((sign * self.low, sign * self.high))
             return f"{better} is better than {worse} by {sign * self.difference:.2f} points [{lo:.2f}, {hi:.2f}]"
+        if self.p < ALPHA:  # the interval (the pair's own) excludes 0; the family's correction does not let it count
+            seeds = seeds_to_detect(abs(self.difference), self.sd, alpha=ALPHA / self.family)
+            return (f"{better} is ahead of {worse} by {sign * self.difference:.2f} points [{lo:.2f}, {hi:.2f}], but "
+                    f"not beyond seed noise once corrected for the {self.family} comparisons (p = {self.p_holm:.2g}); "
+                    f"about {seeds} seeds would settle a gap this size")
         needed = (f"detecting {DETECTABLE_POINTS} points would take about {self.seeds_for_detectable} seeds"
                   if self.seeds_for_detectable else "the seeds run cannot say how many would detect it")
         return (f"no detectable difference between {self.a} and {self.b} "
@@ -92,7 +99,7 @@ def all_pairs(accuracies: dict[str, dict[int, float]]) -> list[PairedComparison]
     found = [paired(a, accuracies[a], b, accuracies[b]) for a, b in itertools.combinations(accuracies, 2)
              if len(accuracies[a].keys() & accuracies[b].keys()) >= 2]
     for comparison, p in zip(found, holm([c.p for c in found])):
-        comparison.p_holm = p
+        comparison.p_holm, comparison.family = p, len(found)
     return found
 
 
@@ -142,7 +149,7 @@ def mcnemar(a: str, correct_a: list[bool], b: str, correct_b: list[bool]) -> McN
 def all_mcnemar(correct: dict[str, list[bool]]) -> list[McNemar]:
     found = [mcnemar(a, correct[a], b, correct[b]) for a, b in itertools.combinations(correct, 2)]
     for comparison, p in zip(found, holm([c.p for c in found])):
-        comparison.p_holm = p
+        comparison.p_holm, comparison.family = p, len(found)
     return found
 
 
