@@ -32,7 +32,7 @@ def measure(params: Params, sprint: str, seed: int, processed_dir: Path) -> dict
 
     start = time.perf_counter()
     model = build_model(name, params)
-    result = training.train(model, tp, train_set, valid_set, device, seed, name=f"{name} (to {threshold:.1%})",
+    result = training.train(model, tp, train_set, valid_set, device, seed, name=f"{name} (to {threshold:.2%})",
                             until_valid_accuracy=threshold)
     seconds = time.perf_counter() - start
     # When each epoch ended, on the sprint's clock (its first moments built the model).
@@ -127,7 +127,7 @@ def measure_all(params: Params, processed_dir: Path, out: Path) -> None:
         results[name] = {**summary, "model": target.model, "threshold": runs[0]["threshold"], "goal_seconds": target.goal_seconds,
                          "recipe": runs[0]["recipe"], "precision": runs[0]["precision"],
                          "environment": runs[0]["environment"], "seeds": runs}
-        print(f"{name}: {summary['reached_on_valid']}/{summary['runs']} runs reached {runs[0]['threshold']:.1%} valid; "
+        print(f"{name}: {summary['reached_on_valid']}/{summary['runs']} runs reached {runs[0]['threshold']:.2%} valid; "
               f"olympic mean {summary['olympic_mean_seconds']:.1f} s (range {summary['min_seconds']:.1f}-"
               f"{summary['max_seconds']:.1f} s; goal {target.goal_seconds:.0f} s)"
               + ("" if summary["valid"] else "; INVALID: more than one run missed"))
