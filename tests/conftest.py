@@ -1,5 +1,6 @@
 import gzip
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -9,6 +10,16 @@ import pytest
 from mnistbench import training
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _ctrl_c_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# Popen keyword arguments for a child that a test interrupts as Ctrl-C would: a shell starts background jobs with
+# SIGINT ignored, and a child inherits that (Python then never raises KeyboardInterrupt), so a suite run from a
+# script's background job would test nothing. A terminal's Ctrl-C reaches a process whose SIGINT is the default.
+AS_FROM_A_TERMINAL = {"preexec_fn": _ctrl_c_default}
 
 
 @pytest.fixture(scope="session")

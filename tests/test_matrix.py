@@ -16,7 +16,7 @@ import psutil
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import AS_FROM_A_TERMINAL, ROOT
 from mnistbench.errors import MnistbenchError
 from mnistbench.matrix import check_fits
 from test_reliability import fake_processed, state_hash
@@ -208,7 +208,8 @@ def test_a_signal_stops_the_matrix_within_seconds_and_leaves_no_training_behind(
     """Ctrl-C (or a killed `dvc repro`) while Ray trains: the stage exits, and no worker it started keeps
     training (found from the stage's own process id)."""
     processed = fake_processed(tmp_path / "processed", n_train=8000, n_valid=200)
-    training = train_matrix(tmp_path, processed, matrix_params(tmp_path / "params.yaml", "ray", ("cnn",), (0,), 50), env)
+    training = train_matrix(tmp_path, processed, matrix_params(tmp_path / "params.yaml", "ray", ("cnn",), (0,), 50), env,
+                            **AS_FROM_A_TERMINAL)
     checkpoint = tmp_path / "checkpoints" / "cnn-0.ckpt"
     deadline = time.monotonic() + 300
     while not checkpoint.exists() and time.monotonic() < deadline and training.poll() is None:

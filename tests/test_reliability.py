@@ -17,7 +17,7 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import ROOT, write_idx
+from conftest import AS_FROM_A_TERMINAL, ROOT, write_idx
 
 
 
@@ -334,10 +334,14 @@ def test_a_stage_stopped_by_a_signal_removes_its_temporary_output(tmp_path, sig)
         "        print('writing', flush=True)\n"
         "        threading.Event().wait()\n"
         "main()\n")
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline() == "writing\n"  # the temporary folder exists now
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.tmp-")]
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **AS_FROM_A_TERMINAL)
+    try:
+        assert proc.stdout.readline() == "writing\n"  # the temporary folder exists now
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.tmp-")]
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()  # a no-op once it exited; a failed test leaves no stage waiting forever
     assert proc.returncode != 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stage.py"], err
