@@ -59,7 +59,7 @@ check: setup  ## the fast tier, after every change: unit tests only (no dvc repr
 	$(BIN)/pytest tests --ignore=tests/benchmarks -m "not slow"
 
 test: setup  ## the whole suite (what CI runs): the fast tier, then real dvc repro, Ray, server and trainings
-	$(BIN)/pytest tests --ignore=tests/benchmarks
+	$(BIN)/pytest tests --ignore=tests/benchmarks --durations=15
 
 bench: setup  ## kernel and training-step benchmarks on this machine -> reports/benchmarks.md
 	mkdir -p reports/benchmarks
