@@ -3,9 +3,9 @@
     python -m mnistbench.variant reproduce
 
 A variant is a folder of the project whose params.yaml says what differs from the project's params.yaml,
-whole sections at a time (reproduce/: five seeds and the write-up's ViT as written; fashion-mnist/: another
+key by key (reproduce/: ten seeds and the write-up's ViT as written; fashion-mnist/: another
 dataset). Its run happens in a workspace, .variants/<name>/ (ignored by git and DVC): the project's files,
-params.yaml = the project's with the variant's sections on top, and the workspace's own dvc.lock and
+params.yaml = the project's with the variant's keys on top, and the workspace's own dvc.lock and
 outputs. The workspace is kept, so a rerun (or a run after an interruption) retrains only what DVC finds
 stale. Afterwards the workspace's dvc.lock and reports/ are copied into the variant's folder: the
 committed record of the run. Its MLflow runs go to the project's store, in the variant's experiment.
