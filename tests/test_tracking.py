@@ -93,11 +93,16 @@ def test_trainings_starting_at_once_all_log_the_split_they_share(store):
     barrier, answers = context.Barrier(n), context.Queue()
     processes = [context.Process(target=_log_one_split_at_the_barrier, args=(store, barrier, answers))
                  for _ in range(n)]
-    for p in processes:
-        p.start()
-    got = [answers.get(timeout=300) for _ in processes]
-    for p in processes:
-        p.join(timeout=60)
+    try:
+        for p in processes:
+            p.start()
+        got = [answers.get(timeout=300) for _ in processes]
+        for p in processes:
+            p.join(timeout=60)
+    finally:
+        for p in processes:  # a failed test leaves none of its processes waiting at the barrier
+            if p.is_alive():
+                p.kill()
     assert got == ["ok"] * n
     client = MlflowClient(store)
     runs = client.search_runs([client.get_experiment_by_name("exp-race").experiment_id])
