@@ -1,8 +1,9 @@
 """Which of the package's files a script or module depends on: the modules it imports, at any depth.
 
 Computed from the code (every `import` statement, also inside functions, since those run as surely), not
-listed by hand. The train stage's fingerprints hash this closure, and tests/test_dvc_graph.py checks that
-every stage lists its closure as DVC deps.
+listed by hand. A training's record lists this closure's hashes (as information: whether a training is current
+is decided by what it computes, identity.py), and tests/test_dvc_graph.py checks that every stage lists its
+closure as DVC deps.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
 # What a module runs or reads besides its imports, by path in the package: the report's templates; every model
-# module, which the registry imports by walking its folder; the training code, whose files a reference compares.
-READS = {"reporting.py": ["templates"], "models/__init__.py": ["models"], "reference.py": ["train_stage.py"]}
+# module, which the registry imports by walking its folder.
+READS = {"reporting.py": ["templates"], "models/__init__.py": ["models"]}
 
 
 def module_file(dotted: str) -> Path | None:
@@ -74,9 +75,3 @@ def file_digests(module: Path) -> dict[str, str]:
 def digest(files: dict[str, str]) -> str:
     """One hash for `file_digests(...)`: it changes when any code it covers changes, and only then."""
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def changed_files(recorded: dict[str, str], module: Path) -> list[str]:
-    """The files of `module`'s closure that differ from `recorded` (changed, added or removed), sorted."""
-    now = file_digests(module)
-    return sorted(name for name in recorded.keys() | now.keys() if recorded.get(name) != now.get(name))

@@ -1,61 +1,198 @@
-"""A reproduction's record as a reference: its per-seed test accuracies, and whether the code that made them is
-still today's.
+"""A pipeline's record as a reference: its per-seed test accuracies, and whether today's code still computes
+what made them.
 
-    python -m mnistbench.reference reproduce/reports    # current, or stale: which files changed since which commit
+    python -m mnistbench.reference reproduce/reports           # current, or stale: <model>: <what differs>
+    python -m mnistbench.reference reproduce/reports --check   # the same, exit 1 unless current (CI)
 
-Each training records the hashes of the files it ran (train_stage.code_files); the record is current while
-every one of them, and requirements.lock, is unchanged.
+Judged by behaviour, model by model (identity.py): the record is current when every model's recipe (params.yaml,
+with the variant's keys for a variant's reports), processed data and requirements.lock are the record's, and its
+canary on this machine equals the record's; on another machine class the record's own commit is replayed here
+and its canary compared with today's code's. The bytes of the code do not matter: a comment is no change.
+
+A record made before trainings recorded their identity has the hashes of its files and a fingerprint of its
+settings instead: its commit (or, where that commit is gone, the first commit of this history that holds those
+files) is replayed. `--upgrade` then writes the identity and that commit into such records.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
-from mnistbench import codebase
+from mnistbench import codebase, identity
 from mnistbench.errors import MnistbenchError, exit_on_error
-from mnistbench.settings import LOCK_FILE
+from mnistbench.files import read_json, write_json
+from mnistbench.settings import ROOT
 
-TRAINING_CODE = codebase.PACKAGE / "train_stage.py"  # the module whose closure a training fingerprints
+TRAINING_CODE = codebase.PACKAGE / "train_stage.py"  # the module whose closure a training's record lists
 
 
-def _records(folder: Path) -> list[dict]:
+def _record_files(folder: Path) -> list[Path]:
     files = sorted(folder.glob("*.json"))
     if not files:
         raise MnistbenchError(f"{folder}: no records (expected <model>-<seed>.json of a pipeline run)")
-    return [json.loads(f.read_text()) for f in files]
+    return files
 
 
 def accuracies(reports: Path) -> dict[str, dict[int, float]]:
     """{model: {seed: test accuracy}} of a pipeline's reports/metrics, models in the order first seen."""
     found: dict[str, dict[int, float]] = {}
-    for record in _records(reports / "metrics"):
+    for path in _record_files(reports / "metrics"):
+        record = read_json(path)
         found.setdefault(record["model"], {})[record["seed"]] = record["test_accuracy"]
     return found
 
 
-def status(reports: Path) -> str:
-    """'current', or 'stale: <files> changed since <commit>' for the code and lock the trainings ran."""
-    trainings = _records(reports / "train")
-    commits = sorted({t["environment"]["git_commit"][:12] for t in trainings})
-    since = ", ".join(commits)
-    if any("code_files" not in t for t in trainings):
-        return f"stale: made at {since}, before trainings recorded their code"
-    changed = sorted({name for t in trainings for name in codebase.changed_files(t["code_files"], TRAINING_CODE)})
-    lock = hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest() if LOCK_FILE.is_file() else "none"
-    if any(t["environment"].get("lock_sha256") != lock for t in trainings):
-        changed.append(LOCK_FILE.name)
-    return "current" if not changed else f"stale: {', '.join(changed)} changed since {since}"
+def params_for(reports: Path):
+    """The params a pipeline's reports folder is judged by: params.yaml, with the variant's keys on top when the
+    folder is a variant's (its parent holds a params.yaml of its own)."""
+    from mnistbench.config import load_params
+
+    folder = Path(reports).resolve().parent
+    overlay = folder / "params.yaml"
+    return load_params(ROOT / "params.yaml", *([overlay] if folder != ROOT and overlay.is_file() else []))
+
+
+def commit_exists(commit: str) -> bool:
+    return subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{commit}^{{commit}}"],
+                          capture_output=True).returncode == 0
+
+
+@functools.cache
+def _commit_holding(code_files: str, limit: int = 300) -> str | None:
+    return commit_holding(json.loads(code_files), limit)
+
+
+def commit_holding(code_files: dict[str, str], limit: int = 300) -> str | None:
+    """The first commit of HEAD's history (oldest of the newest run of matches) whose package files are exactly
+    `code_files`; None when none of the last `limit` is."""
+    def holds(commit: str) -> bool:
+        for name, digest in code_files.items():
+            shown = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:src/mnistbench/{name}"],
+                                   capture_output=True)
+            if shown.returncode != 0 or hashlib.sha256(shown.stdout).hexdigest()[:16] != digest:
+                return False
+        return True
+
+    if not code_files:  # a record from before trainings listed their files: nothing to match
+        return None
+    commits = subprocess.run(["git", "-C", str(ROOT), "rev-list", f"--max-count={limit}", "HEAD"],
+                             capture_output=True, text=True).stdout.split()
+    found = None
+    for commit in commits:
+        if holds(commit):
+            found = commit
+        elif found:
+            break
+    return found
+
+
+def _legacy_differences(record: dict, params, name: str, data: Path, today: dict) -> tuple[list[str], str | None]:
+    """A record from before identities: its settings and data by its fingerprint, its code by replaying it."""
+    from mnistbench import training
+
+    commit = record["environment"]["git_commit"]
+    if not commit_exists(commit):
+        commit = _commit_holding(json.dumps(record.get("code_files", {}), sort_keys=True))
+        if commit is None:
+            return [f"made at {record['environment']['git_commit'][:12]}, which this repository does not hold, "
+                    f"before trainings recorded their identity"], None
+    tp = params.train_for(name).model_copy(update={"threads": params.threads_for(name)})
+    run_params = {"model": name, "seed": record["seed"], "dataset": params.data.dataset,
+                  "split": params.split.model_dump(), "train": tp.model_dump(),
+                  "arch": params.model_section(name).model_dump(exclude={"train"}),
+                  "precision": record["precision"], "parameters": record["parameters"]}
+    fingerprint = training.fingerprint(run_params, codebase.digest(record["code_files"]), today["data"])
+    if fingerprint != record.get("fingerprint"):
+        return ["its settings or data differ from today's (its record has a fingerprint, not the settings)"], commit
+    if record["environment"].get("lock_sha256") != today["lock"]:
+        return ["requirements.lock differs"], commit
+    try:
+        theirs = identity.replayed(commit, params, name, data)
+    except MnistbenchError as err:
+        return [str(err)], commit
+    divergence = identity.canary_divergence(theirs, today["canary"])
+    return ([f"{divergence} (commit {commit[:12]} replayed here)"] if divergence else []), commit
+
+
+def judge(reports: Path, data: Path) -> tuple[dict[str, list[str]], dict[Path, tuple[dict, str]], int, set[str]]:
+    """{model: what differs} for every model of the record, the legacy records that are current with their
+    identity and commit (for --upgrade), the number of trainings judged and the machine classes of today's
+    canaries."""
+    params = params_for(reports)
+    if not (data / "train.pt").is_file():
+        raise MnistbenchError(f"{data}: no processed data to replay the canaries on; expected the split stage's "
+                              f"output (dvc repro split), or --data naming it")
+    paths = _record_files(reports / "train")
+    by_model: dict[str, list[tuple[Path, dict]]] = {}
+    for path in paths:
+        record = read_json(path)
+        by_model.setdefault(record["model"], []).append((path, record))
+    verdicts, upgrades, machines = {}, {}, set()
+    for name, records in by_model.items():
+        today = identity.identity(params, name, data)
+        machines.add(today["canary"]["machine"])
+        found: list[str] = []
+        for path, record in records:
+            if "identity" in record:
+                differs = identity.judge(record["identity"], record["environment"]["git_commit"], today, params,
+                                         name, data)
+            else:
+                differs, commit = _legacy_differences(record, params, name, data, today)
+                if not differs:
+                    upgrades[path] = (today, commit)
+            found += [d for d in differs if d not in found]
+        verdicts[name] = found
+    return verdicts, upgrades, len(paths), machines
+
+
+def status(reports: Path, data: Path | None = None) -> str:
+    """'current (...)', or 'stale: <model>: <what differs>; ...' for the models whose behaviour changed."""
+    data = data or ROOT / "data" / "processed"
+    try:
+        verdicts, _, n, machines = judge(Path(reports), data)
+    except MnistbenchError as err:
+        return f"not checked: {err}"
+    stale = [f"{name}: {', '.join(found)}" for name, found in verdicts.items() if found]
+    if stale:
+        return "stale: " + "; ".join(stale)
+    return (f"current ({len(verdicts)} models, {n} trainings: recipe, data, packages and canary as recorded; "
+            f"canaries run on {' / '.join(sorted(machines))})")
+
+
+def upgrade(reports: Path, data: Path) -> int:
+    """Write the identity, and a commit this history holds, into the records made before identities that are
+    current; returns how many."""
+    _, upgrades, _, _ = judge(reports, data)
+    for path, (today, commit) in upgrades.items():
+        record = read_json(path)
+        record.pop("fingerprint", None)
+        record["environment"]["git_commit"] = commit
+        write_json(path, record | {"identity": today})
+    return len(upgrades)
 
 
 @exit_on_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("reports", type=Path, help="a pipeline's reports folder, e.g. reproduce/reports")
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "processed",
+                        help="the processed splits the canaries replay on (default: data/processed)")
+    parser.add_argument("--check", action="store_true", help="exit 1 unless the record is current")
+    parser.add_argument("--upgrade", action="store_true",
+                        help="write identities into current records made before identities existed")
     args = parser.parse_args()
-    print(f"{args.reports}: {status(args.reports)}")
+    if args.upgrade:
+        print(f"{args.reports}: {upgrade(args.reports, args.data)} records given their identity")
+    verdict = status(args.reports, args.data)
+    print(f"{args.reports}: {verdict}")
+    if args.check and not verdict.startswith("current"):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

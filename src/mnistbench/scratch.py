@@ -34,6 +34,12 @@ def copy_project(dest: Path, skip: list[str] = ()) -> None:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    # The project's objects, borrowed: every commit of its history can be read in the copy (a record's commit is
+    # replayed there, identity.py) without copying them.
+    objects = subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"], cwd=ROOT,
+                             capture_output=True, text=True)
+    if objects.returncode == 0:
+        (dest / ".git" / "objects" / "info" / "alternates").write_text(f"{objects.stdout.strip()}/objects\n")
     # The copy's HEAD is the project's commit (fetched, index read, files as copied): what runs in it records the
     # commit it was made from, and uncommitted changes show as such. A project without commits has none to give.
     fetched = subprocess.run(["git", "fetch", "-q", "--depth=1", str(ROOT), "HEAD"], cwd=dest, capture_output=True)

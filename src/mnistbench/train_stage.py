@@ -1,20 +1,20 @@
-"""Stage `train`, one model-seed pair: train it, track it in MLflow, write its weights, curves and record.
+"""One model-seed pair: train it, track it in MLflow, write its weights, curves and record.
 
-The matrix (matrix.py) calls `train` for every pair of the pipeline; a pair whose outputs already hold its
-settings', code's and data's results is skipped. The code is this module's import closure (codebase.py):
-each record lists those files' hashes, so a report can say whether the code has changed since.
+The matrix (matrix.py) calls `train` for every pair of the pipeline; a pair whose record holds today's identity
+(identity.py: recipe, data, packages, and a canary of what the code computes) is skipped, so a comment or a
+refactor retrains nothing. Each record also lists the hashes of the files the training ran (this module's
+import closure, codebase.py), as information.
 """
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from mnistbench import codebase, data, environment, tracking, training
+from mnistbench import codebase, data, environment, identity, tracking, training
 from mnistbench.config import Params, run_name
 from mnistbench.figures import plot_curves
 from mnistbench.files import atomic_path, csv_text, read_json, write_json, write_text
@@ -30,9 +30,16 @@ def code_digest() -> str:
     return codebase.digest(code_files())
 
 
-def data_digest(processed_dir: Path) -> str:
-    return hashlib.sha256(b"".join((processed_dir / f"{split}.pt").read_bytes() for split in ("train", "valid"))
-                          ).hexdigest()[:16]
+def is_current(record: Path, params: Params, name: str, seed: int, today: dict, processed_dir: Path) -> bool:
+    """Whether the record at `record` is of this pair and holds today's identity (on another machine class, the
+    record's own commit is replayed here: identity.judge)."""
+    if not record.is_file():
+        return False
+    made = read_json(record)
+    if made.get("seed") != seed or "identity" not in made:
+        return False
+    return not identity.judge(made["identity"], made["environment"]["git_commit"], today, params, name,
+                              processed_dir)
 
 
 def train(params: Params, name: str, seed: int, processed_dir: Path, models_dir: Path, reports: Path,
@@ -41,6 +48,12 @@ def train(params: Params, name: str, seed: int, processed_dir: Path, models_dir:
     `tags`: extra MLflow tags (a sweep's point)."""
     tp = params.train_for(name).model_copy(update={"threads": params.threads_for(name)})
     run = run_name(name, seed)
+    today = identity.identity(params, name, processed_dir)  # first: its canary draws from the RNGs
+    record = reports / "train" / f"{run}.json"
+    if (models_dir / f"{run}.pt").is_file() and (reports / "history" / f"{run}.csv").is_file() and \
+            is_current(record, params, name, seed, today, processed_dir):
+        print(f"{run}: up to date (its record holds today's recipe, data, packages and canary), not trained again")
+        return False
     environment.make_deterministic(seed, tp.threads)
     device = environment.resolve_device(tp.device)
     precision = environment.resolve_precision(tp.precision, device)
@@ -50,13 +63,6 @@ def train(params: Params, name: str, seed: int, processed_dir: Path, models_dir:
     run_params = {"model": name, "seed": seed, "dataset": params.data.dataset, "split": params.split.model_dump(),
                   "train": tp.model_dump(), "arch": section, "precision": precision,
                   "parameters": count_parameters(model)}
-    code = code_files()
-    outputs_of = training.fingerprint(run_params, codebase.digest(code), data_digest(processed_dir))
-    record = reports / "train" / f"{run}.json"
-    if (models_dir / f"{run}.pt").is_file() and (reports / "history" / f"{run}.csv").is_file() and \
-            record.is_file() and read_json(record).get("fingerprint") == outputs_of:
-        print(f"{run}: up to date (its outputs are these settings', code's and data's), not trained again")
-        return False
     train_set = data.load_split(processed_dir, "train")
     valid_set = data.load_split(processed_dir, "valid")
     env = environment.describe(device)
@@ -113,7 +119,7 @@ def train(params: Params, name: str, seed: int, processed_dir: Path, models_dir:
             "wall_seconds": result.wall_seconds,
             "images_per_second": result.images_per_second,
             "environment": env,
-            "code_files": code,  # what `mnistbench.reference` compares with today's files
-            "fingerprint": outputs_of,
+            "identity": today,  # what `mnistbench.reference` and the next run compare with today's
+            "code_files": code_files(),  # information: which files the training ran, by hash
         })
     return True
