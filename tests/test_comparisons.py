@@ -84,11 +84,48 @@ def test_holm_on_a_hand_computed_example():
     assert math.isnan(holm([math.nan, 0.01])[0]) and holm([math.nan, 0.01])[1] == pytest.approx(0.01)
 
 
-def test_all_pairs_compares_only_models_that_share_seeds_and_corrects_them_together():
+def test_all_pairs_lists_pairs_without_shared_seeds_as_not_testable_and_corrects_only_the_tested():
     acc = {"m1": {0: 0.97, 1: 0.971, 2: 0.972}, "m2": {0: 0.98, 1: 0.982, 2: 0.981}, "m3": {7: 0.99, 8: 0.99}}
     found = comparisons.all_pairs(acc)
-    assert [(c.a, c.b) for c in found] == [("m1", "m2")]
-    assert found[0].p_holm == pytest.approx(found[0].p)
+    assert [(c.a, c.b) for c in found] == [("m1", "m2"), ("m1", "m3"), ("m2", "m3")]
+    assert found[0].p_holm == pytest.approx(found[0].p) and found[0].family == 1
+    assert found[1].verdict() == "not testable: m1 and m3 share 0 seeds (a paired test needs two)"
+    assert math.isnan(found[1].p) and math.isnan(found[1].p_holm)
+
+
+def test_identical_differences_on_every_seed_are_said_so_not_p_zero():
+    """Accuracies come in steps of 0.01 points: two seeds can differ by exactly the same amount."""
+    found = comparisons.all_pairs({"mlp": {0: 0.86, 1: 0.86}, "cnn": {0: 0.85, 1: 0.85}})
+    [c] = found
+    assert math.isnan(c.p) and math.isnan(c.p_holm) and c.family == 0
+    assert c.verdict() == ("mlp minus cnn is +1.00 points on every one of the 2 seeds they share: identical on "
+                           "every seed, so the seeds give no spread to test against (no p)")
+
+
+def test_a_reference_with_identical_seeds_has_a_floor_one_test_image_wide_not_zero():
+    ref = comparisons.Reference([99.14, 99.14, 99.14])
+    assert ref.sd == comparisons.RESOLUTION_POINTS
+    low, high = ref.prediction_interval()
+    assert low < 99.14 < high and ref.lower_bound(0.001) < 99.14
+    assert 0 < ref.p_value(99.10) < 1
+
+
+def test_the_fresh_sample_interval_adds_the_images_spread_to_the_seeds():
+    """Two models that differ on a few images: the interval over seeds alone is narrower than with the images'
+    sampling added, and both are centred on the same difference (hand-checked variance decomposition)."""
+    images = 1000
+    a = {s: [i >= 20 + s for i in range(images)] for s in range(3)}  # 980, 979, 978 right
+    b = {s: [i >= 30 for i in range(images)] for s in range(3)}  # 970 right on every seed
+    acc = {"a": {s: sum(v) / images for s, v in a.items()}, "b": {s: sum(v) / images for s, v in b.items()}}
+    [c] = comparisons.all_pairs(acc)
+    comparisons.add_image_sampling(c, a, b)
+    assert c.difference == pytest.approx(0.9)
+    per_image = [sum(a[s][i] - b[s][i] for s in range(3)) / 3 for i in range(images)]
+    mean = sum(per_image) / images
+    image_var = 100**2 * sum((d - mean) ** 2 for d in per_image) / (images - 1) / images
+    half = comparisons.stats.t.ppf(0.975, 2) * math.sqrt(c.sd**2 / 3 + image_var)
+    assert (c.fresh_low, c.fresh_high) == pytest.approx((0.9 - half, 0.9 + half))
+    assert c.fresh_low < c.low and c.fresh_high > c.high
 
 
 def test_mcnemar_exact_p_matches_a_hand_computed_table():

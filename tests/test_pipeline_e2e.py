@@ -220,6 +220,24 @@ def test_a_change_to_the_training_loop_stales_train_and_what_reads_it_only(tiny_
 
 
 @pytest.mark.slow
+def test_a_comment_in_a_file_every_training_imports_reruns_the_train_stage_but_trains_nothing(tiny_project):
+    """DVC sees the file change; the stage judges each pair by what it computes (identity.py) and keeps them all."""
+    project, env = tiny_project
+    tracking = project / "src" / "mnistbench" / "tracking.py"
+    original = tracking.read_text()
+    try:
+        tracking.write_text(original + "\n# a comment, and nothing that runs\n")
+        again = run(["dvc", "repro", "train"], project, env)
+    finally:
+        tracking.write_text(original)
+    settled = run(["dvc", "repro", "train"], project, env)  # the committed bytes again: the lock follows them
+    assert again.returncode == 0 and settled.returncode == 0, again.stderr[-2000:] + settled.stderr[-2000:]
+    pairs = len(list((project / "reports" / "train").glob("*.json")))
+    for done in (again, settled):
+        assert "Running stage 'train'" in done.stdout and f"0 trained, {pairs} up to date" in done.stdout, done.stdout
+
+
+@pytest.mark.slow
 def test_the_reproduction_variant_writes_claims_with_seed_intervals_into_its_own_folder(tiny_project):
     project, _ = tiny_project
     comparison = (project / "reproduce" / "reports" / "comparison.md").read_text()

@@ -15,6 +15,9 @@ from scipy import stats
 ALPHA = 0.05  # two-sided, for intervals and tests between models; Holm's correction keeps it family-wise
 DETECTABLE_POINTS = 0.1  # the difference a reader asks about: how many seeds would detect 0.1 points?
 POWER = 0.8
+# One test image in 10,000 is 0.01 points: the finest step an accuracy takes, and so the smallest spread a
+# model's seeds can be said to have (ten seeds that all score 98.79 do not make every other score impossible).
+RESOLUTION_POINTS = 0.01
 
 
 @dataclass
@@ -31,6 +34,14 @@ class PairedComparison:
     p_holm: float = math.nan  # corrected for every pair of the family (all_pairs); alone, the pair's own p
     sd: float = math.nan  # of the per-seed differences
     family: int = 1  # the comparisons p_holm is corrected for
+    # The interval again with the sampling of test images added (`add_image_sampling`): the difference on a fresh
+    # sample of digits, not only on these 10,000 images.
+    fresh_low: float = math.nan
+    fresh_high: float = math.nan
+
+    @property
+    def testable(self) -> bool:
+        return self.n >= 2 and self.sd > 0
 
     @property
     def seeds_for_detectable(self) -> int | None:
@@ -40,6 +51,11 @@ class PairedComparison:
     def verdict(self) -> str:
         """'A is better than B by D points [lo, hi]'; 'A is ahead of B ..., but not once corrected ...' when only
         the pair's own test finds the gap; or 'no detectable difference ...'."""
+        if self.n < 2:
+            return f"not testable: {self.a} and {self.b} share {self.n} seed{'s' * (self.n != 1)} (a paired test needs two)"
+        if self.sd == 0:
+            return (f"{self.a} minus {self.b} is {self.difference:+.2f} points on every one of the {self.n} seeds they "
+                    f"share: identical on every seed, so the seeds give no spread to test against (no p)")
         better, worse, sign = (self.a, self.b, 1) if self.difference > 0 else (self.b, self.a, -1)
         lo, hi = sorted((sign * self.low, sign * self.high))
         if self.p_holm < ALPHA:
@@ -59,15 +75,16 @@ def paired(a: str, accuracies_a: dict[int, float], b: str, accuracies_b: dict[in
     """A paired t-test of a - b over the seeds both ran: the same seed means the same split, initial-weight
     stream and batch order, so pairing removes what the seed does to both."""
     seeds = sorted(accuracies_a.keys() & accuracies_b.keys())
-    diffs = [100 * (accuracies_a[s] - accuracies_b[s]) for s in seeds]
+    # Rounded far below one image (0.01 points): the same difference computed from other accuracies is the same
+    # number, so equal differences have no spread rather than a spread of floating-point noise.
+    diffs = [round(100 * (accuracies_a[s] - accuracies_b[s]), 9) for s in seeds]
     n = len(diffs)
     mean = sum(diffs) / n if n else math.nan
     if n < 2:
         return PairedComparison(a, b, n, mean, math.nan, math.nan, math.nan)
-    sd = stats.tstd(diffs)
-    if sd == 0:  # identical differences on every seed: no spread to test against
-        p = 0.0 if mean != 0 else 1.0
-        return PairedComparison(a, b, n, mean, mean, mean, p, p_holm=p, sd=0.0)
+    sd = stats.tstd(diffs) if len(set(diffs)) > 1 else 0.0
+    if sd == 0:  # identical differences on every seed: no spread to test against, so no test (not p = 0)
+        return PairedComparison(a, b, n, mean, mean, mean, math.nan, sd=0.0)
     half = stats.t.ppf(1 - ALPHA / 2, n - 1) * sd / math.sqrt(n)
     p = float(stats.ttest_1samp(diffs, 0.0).pvalue)
     return PairedComparison(a, b, n, mean, mean - half, mean + half, p, p_holm=p, sd=sd)
@@ -95,12 +112,30 @@ def holm(p_values: list[float]) -> list[float]:
 
 
 def all_pairs(accuracies: dict[str, dict[int, float]]) -> list[PairedComparison]:
-    """Every pair of models that share at least two seeds, Holm-corrected together, in the order given."""
-    found = [paired(a, accuracies[a], b, accuracies[b]) for a, b in itertools.combinations(accuracies, 2)
-             if len(accuracies[a].keys() & accuracies[b].keys()) >= 2]
+    """Every pair of models, in the order given; the testable ones (two shared seeds or more, some spread)
+    Holm-corrected together, the others listed with why they are not tested."""
+    found = [paired(a, accuracies[a], b, accuracies[b]) for a, b in itertools.combinations(accuracies, 2)]
+    family = sum(c.testable for c in found)
     for comparison, p in zip(found, holm([c.p for c in found])):
-        comparison.p_holm, comparison.family = p, len(found)
+        comparison.p_holm, comparison.family = p, family
     return found
+
+
+def add_image_sampling(comparison: PairedComparison, correct_a: dict[int, list[bool]],
+                       correct_b: dict[int, list[bool]]) -> None:
+    """Widen the pair's interval by the sampling of test images: the seeds' variance of the mean (sd^2 / n) plus
+    the images' (the variance over images of each image's seed-averaged difference, / images), with n - 1
+    degrees of freedom. It answers "on a fresh sample of digits", where the paired t-test answers "on these"."""
+    seeds = sorted(correct_a.keys() & correct_b.keys())
+    if len(seeds) < 2:
+        return
+    images = len(correct_a[seeds[0]])
+    per_image = [sum(correct_a[s][i] - correct_b[s][i] for s in seeds) / len(seeds) for i in range(images)]
+    mean = sum(per_image) / images
+    image_var = 100**2 * sum((d - mean) ** 2 for d in per_image) / (images - 1) / images
+    se = math.sqrt(comparison.sd**2 / len(seeds) + image_var)
+    half = stats.t.ppf(1 - ALPHA / 2, len(seeds) - 1) * se
+    comparison.fresh_low, comparison.fresh_high = comparison.difference - half, comparison.difference + half
 
 
 @dataclass
@@ -114,6 +149,8 @@ class McNemar:
     images: int
     p: float  # exact two-sided: the discordant images split like a fair coin under no difference
     p_holm: float = math.nan  # corrected for every pair of the family (all_mcnemar); alone, the pair's own p
+    seed_a: int | None = None  # the runs compared, named in the report
+    seed_b: int | None = None
 
     @property
     def difference(self) -> float:
@@ -169,7 +206,8 @@ class Reference:
 
     @property
     def sd(self) -> float:
-        return stats.tstd(self.values)
+        """Over seeds, but never below one test image (RESOLUTION_POINTS): identical scores are not certainty."""
+        return max(stats.tstd(self.values), RESOLUTION_POINTS) if len(set(self.values)) > 1 else RESOLUTION_POINTS
 
     def _scale(self) -> float:
         return self.sd * math.sqrt(1 + 1 / self.n)  # one new run: the mean's uncertainty plus the run's own

@@ -61,15 +61,23 @@ def compare_models(runs: pd.DataFrame, reports: Path) -> dict:
     accuracies = {m: dict(zip(g["seed"], g["test_accuracy"])) for m, g in runs.groupby("model", sort=False)}
     if len(accuracies) < 2:
         return {"method": "One model ran", "table": "There is no pair of models to compare.", "pairs": []}
+    def correct(model: str, seed: int) -> list[bool]:
+        predictions = read_csv(reports / "predictions" / f"{run_name(model, seed)}.csv", ("actual", "predicted"))
+        return list(predictions["actual"] == predictions["predicted"])
+
     if all(len(seeds) >= 2 for seeds in accuracies.values()):
         found = comparisons.all_pairs(accuracies)
-        return {"method": "Paired t-test over the seeds both models ran, Holm-corrected", "table": markdown_table(paired_rows(found)),
+        right = {m: {s: correct(m, s) for s in seeds} for m, seeds in accuracies.items()}
+        for c in found:
+            comparisons.add_image_sampling(c, right[c.a], right[c.b])
+        return {"method": "Paired t-test over the seeds both models ran, Holm-corrected; beside it, the interval "
+                          "with the sampling of test images added",
+                "table": markdown_table(paired_rows(found)),
                 "pairs": [{**asdict(c), "verdict": c.verdict()} for c in found]}
-    correct = {}
-    for model, seeds in accuracies.items():
-        predictions = read_csv(reports / "predictions" / f"{run_name(model, min(seeds))}.csv", ("actual", "predicted"))
-        correct[model] = list(predictions["actual"] == predictions["predicted"])
-    found = comparisons.all_mcnemar(correct)
+    first = {model: min(seeds) for model, seeds in accuracies.items()}
+    found = comparisons.all_mcnemar({model: correct(model, seed) for model, seed in first.items()})
+    for c in found:
+        c.seed_a, c.seed_b = first[c.a], first[c.b]
     return {"method": "McNemar's exact test on the same test images (one seed), Holm-corrected",
             "table": markdown_table(mcnemar_rows(found)),
             "pairs": [{**asdict(c), "difference": c.difference, "verdict": c.verdict()} for c in found]}

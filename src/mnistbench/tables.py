@@ -137,10 +137,13 @@ def _p(p: float) -> str:
 def paired_rows(found: list[PairedComparison]) -> list[dict]:
     """One row per pair of models over their shared seeds (paired t-test, Holm-corrected)."""
     return [{"pair": f"{c.a} vs {c.b}", "seeds": c.n, "p": _p(c.p), "p (Holm)": _p(c.p_holm),
-             "verdict": c.verdict()} for c in found]
+             "verdict (these test images)": c.verdict(),
+             "on a fresh sample of digits": "-" if math.isnan(c.fresh_low) else
+             f"{c.difference:+.2f} [{c.fresh_low:+.2f}, {c.fresh_high:+.2f}]"
+             + (" (0 inside)" if c.fresh_low <= 0 <= c.fresh_high else "")} for c in found]
 
 
 def mcnemar_rows(found: list[McNemar]) -> list[dict]:
     """One row per pair of models on the same test images (McNemar's exact test, Holm-corrected)."""
-    return [{"pair": f"{c.a} vs {c.b}", "only the first right": c.only_a_right, "only the second right": c.only_b_right,
+    return [{"pair": f"{c.a}-{c.seed_a} vs {c.b}-{c.seed_b}", "only the first right": c.only_a_right, "only the second right": c.only_b_right,
              "p": _p(c.p), "p (Holm)": _p(c.p_holm), "verdict": c.verdict()} for c in found]
