@@ -60,7 +60,7 @@ def test_a_gap_only_the_pairs_own_test_finds_is_not_called_better_and_says_what_
     assert seeds > ab.n
     assert ab.verdict() == (f"a is ahead of b by 0.20 points [{ab.low:.2f}, {ab.high:.2f}], but not beyond seed noise "
                             f"once corrected for the 6 comparisons (p = {ab.p_holm:.2g}); about {seeds} seeds would "
-                            "settle a gap this size")
+                            "settle a gap this size on these test images")
 
 
 def test_no_detectable_difference_says_how_many_seeds_would_detect_a_tenth_of_a_point():

@@ -41,7 +41,7 @@ class PairedComparison:
 
     @property
     def testable(self) -> bool:
-        return self.n >= 2 and self.sd > 0
+        return bool(self.n >= 2 and self.sd > 0)
 
     @property
     def seeds_for_detectable(self) -> int | None:
@@ -64,8 +64,9 @@ class PairedComparison:
             seeds = seeds_to_detect(abs(self.difference), self.sd, alpha=ALPHA / self.family)
             return (f"{better} is ahead of {worse} by {sign * self.difference:.2f} points [{lo:.2f}, {hi:.2f}], but "
                     f"not beyond seed noise once corrected for the {self.family} comparisons (p = {self.p_holm:.2g}); "
-                    f"about {seeds} seeds would settle a gap this size")
-        needed = (f"detecting {DETECTABLE_POINTS} points would take about {self.seeds_for_detectable} seeds"
+                    f"about {seeds} seeds would settle a gap this size on these test images")
+        needed = (f"detecting {DETECTABLE_POINTS} points on these test images would take about "
+                  f"{self.seeds_for_detectable} seeds"
                   if self.seeds_for_detectable else "the seeds run cannot say how many would detect it")
         return (f"no detectable difference between {self.a} and {self.b} "
                 f"({self.difference:+.2f} [{self.low:+.2f}, {self.high:+.2f}]); {needed}")
@@ -115,7 +116,7 @@ def all_pairs(accuracies: dict[str, dict[int, float]]) -> list[PairedComparison]
     """Every pair of models, in the order given; the testable ones (two shared seeds or more, some spread)
     Holm-corrected together, the others listed with why they are not tested."""
     found = [paired(a, accuracies[a], b, accuracies[b]) for a, b in itertools.combinations(accuracies, 2)]
-    family = sum(c.testable for c in found)
+    family = int(sum(c.testable for c in found))
     for comparison, p in zip(found, holm([c.p for c in found])):
         comparison.p_holm, comparison.family = p, family
     return found
