@@ -57,3 +57,11 @@ def test_no_stage_depends_on_code_it_does_not_run(dvc_yaml="dvc.yaml"):
     assert not extra, "\n".join(extra)
     for stage in ("download", "split"):
         assert not {PACKAGE / "models", PACKAGE / "config.py"} & set(stage_deps(ROOT / dvc_yaml)[stage][1])
+
+
+def test_every_committed_lock_holds_only_stages_of_dvc_yaml():
+    """A stage renamed or folded away (the old train@<pair> layout) leaves no entry that no run will refresh."""
+    stages = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
+    for lock in [ROOT / "dvc.lock", *ROOT.glob("*/dvc.lock")]:
+        extra = set(yaml.safe_load(lock.read_text())["stages"]) - stages
+        assert not extra, f"{lock.relative_to(ROOT)}: entries of stages dvc.yaml does not have: {sorted(extra)}"
