@@ -19,11 +19,10 @@ def with_change(section: str, key: str, value) -> dict:
     return raw
 
 
-def test_committed_params_are_valid():
+def test_the_projects_params_are_valid():
+    """Valid whatever the user set in them (their values are the user's: no test asserts them)."""
     params = load_params(ROOT / "params.yaml")
-    assert params.model_names() == ["mlp", "cnn", "vit", "mlp_tuned", "cnn_tuned", "vit_tuned"]
-    assert params.train.epochs == 10 and params.train.batch_size == 32
-    assert params.split.train_size == 48_000 and params.split.valid_size == 12_000
+    assert params.model_names() and params.runs()
 
 
 @pytest.mark.parametrize("key", ["epochs", "batch_size"])
@@ -162,7 +161,7 @@ def test_an_overlay_changes_only_the_keys_it_names_and_its_typo_is_named_alone(t
     """A variant's params.yaml: merged key by key (a section it names keeps the keys it does not), and a bad key in
     it is the only line of the error, which names both files."""
     overlay = tmp_path / "variant.yaml"
-    overlay.write_text("train: {epochs: 3}\nseeds: {per_model: {mlp: [0, 1]}}\n")
+    overlay.write_text("train: {epochs: 3}\npipeline: {models: [mlp, cnn]}\nseeds: {per_model: {mlp: [0, 1]}}\n")
     params = load_params(ROOT / "params.yaml", overlay)
     committed = load_params(ROOT / "params.yaml")
     assert params.train.epochs == 3 and params.train.lr == committed.train.lr
