@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mnistbench import data
 from mnistbench.cli import exit_on_error, stage_parser
-from mnistbench.datasets import DataParams, SplitParams
+from mnistbench.datasets import DataParams, SplitParams, resolve_source
 from mnistbench.params_file import load_sections
 
 
@@ -25,7 +25,8 @@ def main() -> None:
         chosen, origin = os.environ["MNIST_DIR"], "MNIST_DIR"
     elif chosen == "default":
         chosen, origin = dataset.local_dir, f"data.local_dir: default for {dataset.name}"
-    info = data.fetch_raw(args.out, dataset, Path(chosen).expanduser() if chosen else None, origin)
+    # A relative folder is the project's: under DVC's queue the stage runs in a copy below .dvc/tmp/exps.
+    info = data.fetch_raw(args.out, dataset, resolve_source(chosen, Path.cwd()) if chosen else None, origin)
     print(f"{dataset.title} from {info['source']}: 4 files, contents verified, in {args.out}")
 
 

@@ -218,3 +218,17 @@ def test_a_class_missing_from_a_split_is_refused(tmp_path, images):
     with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz: the test split has no examples of class 9"):
         data.make_splits(raw, tmp_path / "processed", 500, 100, seed=1)
     assert not (tmp_path / "processed").exists()
+
+
+def test_a_relative_data_folder_is_the_projects_also_when_dvcs_queue_runs_the_stage_in_a_copy(tmp_path):
+    """`dvc exp run --queue` + `dvc queue start` run each experiment in <project>/.dvc/tmp/exps/<id>/: the default
+    ../shared/mnist means the folder beside the project, not beside that copy."""
+    from mnistbench.datasets import project_of, resolve_source
+
+    project = tmp_path / "project"
+    queued = project / ".dvc" / "tmp" / "exps" / "tmpa1b2c3"
+    queued.mkdir(parents=True)
+    assert project_of(queued) == project and project_of(project) == project
+    assert resolve_source("../shared/mnist", queued) == project / "../shared/mnist"
+    assert resolve_source("../shared/mnist", project) == project / "../shared/mnist"
+    assert resolve_source("/data/mnist", queued) == Path("/data/mnist")

@@ -150,3 +150,24 @@ def test_an_mlp_trained_at_a_tenth_of_its_learning_rate_fails_the_committed_gate
     gate = yaml.safe_load((ROOT / "gates.yaml").read_text())["accuracy"]
     passes, failures = gates.accuracy_failures(tmp_path / "reports" / "metrics", gates.accuracy_floors(gate, ROOT))
     assert not passes and len(failures) == 1 and failures[0].startswith("mlp-0:") and "BELOW by" in failures[0]
+
+
+def test_a_model_with_one_reference_seed_is_told_why_it_has_no_floor(tmp_path):
+    reports = tmp_path / "ref"
+    (reports / "metrics").mkdir(parents=True)
+    (reports / "metrics" / "mlp-0.json").write_text(json.dumps({"model": "mlp", "seed": 0, "test_accuracy": 0.97}))
+    floors = gates.accuracy_floors({"reference": "ref", "false_alarm": 0.001}, tmp_path)
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    (metrics / "mlp-0.json").write_text(json.dumps({"model": "mlp", "test_accuracy": 0.97}))
+    passes, failures = gates.accuracy_failures(metrics, floors)
+    assert not passes and failures == ["mlp-0: test accuracy 0.9700, no floor: the reference has 1 seed of it; a "
+                                       "floor needs at least 2 (or an explicit floor in the gates file)"]
+
+
+def test_a_missing_gates_file_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["gates", "accuracy", "--gates", str(tmp_path / "nope.yaml")])
+    with pytest.raises(SystemExit) as exited:
+        gates.main()
+    assert exited.value.code == 1
+    assert capsys.readouterr().err == f"error: {tmp_path / 'nope.yaml'}: file not found; expected the CI gates file (gates.yaml in the project)\n"

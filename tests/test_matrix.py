@@ -18,6 +18,7 @@ import yaml
 
 from conftest import AS_FROM_A_TERMINAL, ROOT
 from mnistbench.errors import MnistbenchError
+from mnistbench import matrix
 from mnistbench.matrix import check_fits
 from test_reliability import fake_processed, state_hash
 
@@ -282,3 +283,13 @@ def test_a_cluster_that_loses_the_only_node_able_to_train_fails_the_stage_within
         assert training.returncode == 1 and "Traceback" not in out, out[-2000:]
         assert "matrix.cpus_per_training: each training asks for 2 CPUs, but the largest node of the Ray cluster" in out
         assert "now has 1" in out
+
+
+def test_an_interpreter_path_with_a_space_is_refused_in_one_line_before_ray_starts():
+    """From a project folder such as `my prøject`, Ray's workers fail to start, unnamed, for minutes."""
+    with pytest.raises(MnistbenchError) as raised:
+        matrix.refuse_unquotable_interpreter("/home/me/my prøject/.venv/bin/python")
+    assert str(raised.value).startswith("/home/me/my prøject/.venv/bin/python: Ray cannot start its workers from an "
+                                        "interpreter whose path has a space")
+    assert "matrix.executor: local" in str(raised.value)
+    matrix.refuse_unquotable_interpreter("/home/me/prøject/.venv/bin/python")  # a non-ASCII letter alone is fine

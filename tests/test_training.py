@@ -185,3 +185,26 @@ def test_a_diverging_run_stops_with_the_epoch_step_and_a_hint(params, lr, per_st
                                               r"step \d+; the run diverged: lower the learning rate"):
         training.train(build_model("mlp", params), tp, fake_set(256, 2), fake_set(64, 3), torch.device("cpu"), 0,
                        name="mlp-0")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("per_step_check", [True, False], ids=["cpu: every step", "gpu-style: once per epoch"])
+def test_a_model_whose_first_output_is_not_finite_is_blamed_not_the_learning_rate(params, per_step_check,
+                                                                                   monkeypatch):
+    """No optimizer step has run at epoch 1, step 1: the learning rate cannot be the cause."""
+    monkeypatch.setattr(training, "reading_back_syncs", lambda device: not per_step_check)
+
+    class Broken(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(784, 10)
+
+        def forward(self, x):
+            return self.linear(x.flatten(1)) * float("nan")
+
+    tp = params.train_for("mlp").model_copy(update={"epochs": 1})
+    with pytest.raises(MnistbenchError) as raised:
+        training.train(Broken(), tp, fake_set(64, 2), fake_set(32, 3), torch.device("cpu"), 0, name="broken-0")
+    assert str(raised.value) == ("broken-0: the training loss is not finite (nan) at epoch 1, step 1, before any "
+                                 "optimizer step: the model's output from its initial weights is not finite; check "
+                                 "the model's forward pass (models/), not the learning rate")

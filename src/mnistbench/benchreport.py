@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 
 from mnistbench.files import write_text
+from mnistbench.tables import sprint_result
 
 REFERENCE_IMPL = {"conv": "im2col", "attention": "naive", "data": "notebook", "write-up CNN": "notebook"}  # by group prefix
 
@@ -93,9 +94,9 @@ def pipeline_section(blob: dict, path: Path) -> list[str]:
         lines += [f"| {name} | {r['precision']} | {100 * r['test_accuracy']:.2f} | {r['train_seconds']:.1f} | "
                   f"{r['wall_seconds']:.1f} |" for name, r in runs.items()]
     for name, r in p.get("time_to_accuracy", {}).items():
-        lines.append(f"- Time to accuracy, {name} ({r['precision']}): {r['threshold']:.1%} valid in "
-                     f"{r['olympic_mean_seconds']:.2f} s (olympic mean of {r['runs']}, range {r['min_seconds']:.2f}-"
-                     f"{r['max_seconds']:.2f} s); {r['reached_on_valid']} reached, {r['confirmed_on_test']} confirmed on test")
+        lines.append(f"- Time to accuracy, {name} ({r['precision']}) to {r['threshold']:.2%} valid: "
+                     f"{sprint_result(r, digits=2)}; {r['reached_on_valid']} reached, "
+                     f"{r['confirmed_on_test']} confirmed on test")
     return lines + [""]
 
 

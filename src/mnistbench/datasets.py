@@ -8,6 +8,7 @@ another compression (Debian's package re-compresses Fashion-MNIST) is accepted, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pydantic import PositiveInt, field_validator, model_validator
 
@@ -105,6 +106,22 @@ class DataParams(Section):
 
     def source(self) -> Dataset:
         return DATASETS[self.dataset]
+
+
+def project_of(folder: Path) -> Path:
+    """The project a run belongs to: `folder` itself, or, for an experiment that DVC's queue runs in a copy at
+    <project>/.dvc/tmp/exps/..., the project that queued it (where a relative data folder is meant to be)."""
+    folder = Path(folder).resolve()
+    for parent in folder.parents:
+        if parent.name == "exps" and parent.parent.name == "tmp" and parent.parent.parent.name == ".dvc":
+            return parent.parent.parent.parent
+    return folder
+
+
+def resolve_source(chosen: str, folder: Path) -> Path:
+    """data.local_dir (or $MNIST_DIR) as a path: `~` expanded, a relative one taken from the project of `folder`."""
+    path = Path(chosen).expanduser()
+    return path if path.is_absolute() else project_of(folder) / path
 
 
 class SplitParams(Section):

@@ -24,7 +24,7 @@ import yaml
 
 from mnistbench import reference
 from mnistbench.comparisons import Reference
-from mnistbench.errors import MnistbenchError, fail
+from mnistbench.errors import MnistbenchError, exit_on_error, fail
 
 
 def accuracy_floors(gate: dict, root: Path) -> dict[str, tuple[float, str]]:
@@ -32,14 +32,19 @@ def accuracy_floors(gate: dict, root: Path) -> dict[str, tuple[float, str]]:
     seed of the reference reproduction (`reference`, `false_alarm`), or an explicit floor for a model without
     one (`floors`)."""
     found = reference.accuracies(root / gate["reference"])
-    floors = {}
+    floors, too_few = {}, {}
     for model, values in found.items():
         ref = Reference([100 * v for v in values.values()])
         if ref.n >= 2:
             floors[model] = (ref.lower_bound(gate["false_alarm"]) / 100,
                              f"reference n={ref.n}, mean {ref.mean:.2f}, sd {ref.sd:.2f}")
+        else:
+            too_few[model] = ref.n
     for model, floor in (gate.get("floors") or {}).items():
         floors.setdefault(model, (floor, "explicit floor (no reference)"))
+    for model, n in too_few.items():  # a bound for one new seed needs a spread: two seeds at least
+        floors.setdefault(model, (None, f"the reference has {n} seed of it; a floor needs at least 2 (or an "
+                                        f"explicit floor in the gates file)"))
     return floors
 
 
@@ -57,6 +62,9 @@ def accuracy_failures(metrics_dir: Path, floors: dict[str, tuple[float, str]]) -
                             f"explicit floor in the gates file")
             continue
         floor, source = floors[model]
+        if floor is None:
+            failures.append(f"{path.stem}: test accuracy {value:.4f}, no floor: {source}")
+            continue
         line = f"{path.stem}: test accuracy {value:.4f}, floor {floor:.4f} ({source})"
         (passes if value >= floor else failures).append(
             line if value >= floor else f"{line}: BELOW by {floor - value:.4f}")
@@ -115,6 +123,7 @@ def speed_failures(bench: dict, baselines: dict[str, dict]) -> tuple[list[str], 
     return passes, failures
 
 
+@exit_on_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("gate", choices=["accuracy", "speed"])
@@ -122,6 +131,8 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, default=Path("reports/metrics"))
     parser.add_argument("--bench", type=Path, default=Path("reports/benchmarks/ci.json"))
     args = parser.parse_args()
+    if not args.gates.is_file():
+        fail(f"{args.gates}: file not found; expected the CI gates file (gates.yaml in the project)")
     gates = yaml.safe_load(args.gates.read_text())
     if args.gate == "accuracy":
         gate = gates["accuracy"]

@@ -89,7 +89,7 @@ def run_pipeline(device: str, tiny: bool) -> dict:
     return {"status": "passed", "seconds": seconds, "profile": "tiny" if tiny else "default", "runs": runs,
             "time_to_accuracy": {k: {f: v[f] for f in ("olympic_mean_seconds", "min_seconds", "max_seconds", "runs",
                                                        "reached_on_valid", "confirmed_on_test", "precision",
-                                                       "threshold")} for k, v in tta.items()}}
+                                                       "threshold", "valid", "reason")} for k, v in tta.items()}}
 
 
 def main() -> None:

@@ -99,9 +99,19 @@ def _probe(address: str) -> None:
                               f"handshake; it said {answer[:24]!r}); {expected}")
 
 
+def refuse_unquotable_interpreter(executable: str) -> None:
+    """Ray starts each worker through a shell command line that does not quote the interpreter's path: with a
+    space in it every worker fails, and the stage would wait minutes for an error that never names the space."""
+    if any(c.isspace() for c in executable):
+        raise MnistbenchError(f"{executable}: Ray cannot start its workers from an interpreter whose path has a space "
+                              f"(it builds their command line unquoted); expected a path without spaces: move the "
+                              f"project (and make setup again), or set matrix.executor: local")
+
+
 def _connect() -> None:
     import ray
 
+    refuse_unquotable_interpreter(sys.executable)
     address = os.environ.get("RAY_ADDRESS")
     if address and address not in ("auto", "local"):
         _probe(address)
@@ -202,8 +212,9 @@ def _run_on_ray(trainings: list[Training], how: MatrixParams) -> list[bool]:
                 t = pending.pop(ready)
                 try:
                     trained.append(ray.get(ready))
-                except ray.exceptions.RayTaskError as err:  # the training raised: its own message
-                    failures.append(f"{t.label}: {err.cause}")
+                except ray.exceptions.RayTaskError as err:  # the training raised: its own message, which names it
+                    cause = str(err.cause)
+                    failures.append(cause if cause.startswith(run_name(t.model, t.seed) + ":") else f"{t.label}: {cause}")
                 except ray.exceptions.RayError as err:  # its worker died more often than Ray retries
                     failures.append(f"{t.label}: {type(err).__name__}: {str(err).strip().splitlines()[0]}")
                 bar.update(1)

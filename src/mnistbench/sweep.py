@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import copy
 import itertools
+import math
 from pathlib import Path
 
 import yaml
@@ -35,7 +36,7 @@ from mnistbench.params_file import read_yaml
 from mnistbench.errors import MnistbenchError, exit_on_error
 from mnistbench.files import read_json, write_json, write_text
 from mnistbench.params_file import unknown
-from mnistbench.tables import markdown_table
+from mnistbench.tables import markdown_table, sprint_result
 
 
 def require_processed(data: Path) -> None:
@@ -144,13 +145,12 @@ def sweep_sprints(args: argparse.Namespace) -> str:
                     write_json(path, run)
                 runs.append(run)
             summary, goal = time_to_accuracy.olympic(runs), params.time_to_accuracy.sprints[sprint].goal_seconds
-            rows.append(((sprint, not summary["valid"], summary["olympic_mean_seconds"]), {
+            rows.append(((sprint, not summary["valid"], summary["olympic_mean_seconds"] or math.inf), {
                 "sprint": sprint, "point": f"point-{i}",
                 **{k.removeprefix(f"time_to_accuracy.sprints.{sprint}."): v for k, v in point.items()},
                 "threshold": f"{runs[0]['threshold']:.2%}",
                 "reached on valid": f"{summary['reached_on_valid']} of {summary['runs']}",
-                "olympic mean (s)": f"{summary['olympic_mean_seconds']:.1f}" + ("" if summary["valid"] else " (invalid)"),
-                "range (s)": f"{summary['min_seconds']:.1f}-{summary['max_seconds']:.1f}",
+                "time": sprint_result(summary),
                 "highest valid accuracy within the goal, all runs but one": f"{time_to_accuracy.highest_within(runs, goal):.2%} in {goal:.0f} s"}))
     rows = [row for _, row in sorted(rows, key=lambda r: r[0])]
     machine = read_json(folder / "point-0" / "sprints" / f"{sprints[0]}-{seeds[0]}.json")["environment"]

@@ -42,13 +42,22 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def sprint_result(summary: dict, digits: int = 1) -> str:
+    """'olympic mean 11.3 s of 5 (range 10.8-11.8 s)', or 'no result: <why>'."""
+    if not summary["valid"]:
+        return f"no result: {summary['reason'] or 'more than one run missed'}"
+    return (f"olympic mean {summary['olympic_mean_seconds']:.{digits}f} s of {summary['runs']} (range "
+            f"{summary['min_seconds']:.{digits}f}-{summary['max_seconds']:.{digits}f} s)")
+
+
 def time_to_accuracy_cell(result: dict | None) -> str:
     """One sprint's summary in a cell: its olympic mean, or why it has none."""
     if not result:
         return "-"
     if not result["valid"]:
-        return f"invalid: {result['reached_on_valid']} of {result['runs']} runs reached {result['threshold']:.1%}"
-    return f"{result['threshold']:.1%} in {result['olympic_mean_seconds']:.1f} s (olympic mean of {result['runs']})"
+        return (f"no result: {result['reached_on_valid']} of {result['runs']} runs reached {result['threshold']:.2%}; "
+                f"{result.get('reason') or 'more than one run missed'}")
+    return f"{result['threshold']:.2%} in {result['olympic_mean_seconds']:.1f} s (olympic mean of {result['runs']})"
 
 
 def comparison_rows(runs: pd.DataFrame, time_to_accuracy: dict) -> list[dict]:
@@ -63,7 +72,9 @@ def comparison_rows(runs: pd.DataFrame, time_to_accuracy: dict) -> list[dict]:
             "test loss": float(group["test_loss"].mean()),
             "training time (s)": _seconds(group["train_seconds"].mean()),
             "precision": "/".join(sorted({_recorded(r, "precision") or "not recorded" for _, r in group.iterrows()})),
-            "time to accuracy (valid)": time_to_accuracy_cell(time_to_accuracy.get(model)),
+            "time to accuracy (valid)": "; ".join(f"{sprint}: {time_to_accuracy_cell(result)}"
+                                                  for sprint, result in time_to_accuracy.items()
+                                                  if result.get("model", sprint) == model) or "-",
         })
     return rows
 
@@ -111,12 +122,13 @@ def time_to_accuracy_rows(results: dict) -> list[dict]:
         "sprint": name,
         "model": r.get("model", name),
         "threshold (valid, then test)": f"{r['threshold']:.2%}",
-        "olympic mean (s)": f"{r['olympic_mean_seconds']:.1f}",
-        "range (s)": f"{r['min_seconds']:.1f}-{r['max_seconds']:.1f}",
-        "in sgemm units (GFLOP)": f"{r['olympic_mean_sgemm_gflop']:,.0f}",
+        "olympic mean (s)": "-" if r["olympic_mean_seconds"] is None else f"{r['olympic_mean_seconds']:.1f}",
+        "range (s, runs that reached)": "-" if r["min_seconds"] is None else f"{r['min_seconds']:.1f}-{r['max_seconds']:.1f}",
+        "in sgemm units (GFLOP)": "-" if r["olympic_mean_sgemm_gflop"] is None else f"{r['olympic_mean_sgemm_gflop']:,.0f}",
         "reached on valid / confirmed on test": f"{r['reached_on_valid']} / {r['confirmed_on_test']} of {r['runs']}",
-        "result": ("within goal" if r["olympic_mean_seconds"] <= r["goal_seconds"] else "over goal") + f" (≤ {r['goal_seconds']:.0f} s)"
-        if r["valid"] else "invalid (more than one run missed)",
+        "result": ("within goal" if r["olympic_mean_seconds"] <= r["goal_seconds"] else "over goal")
+        + f" (≤ {r['goal_seconds']:.0f} s, n={r['runs']})" if r["valid"]
+        else f"no result: {r.get('reason') or 'more than one run missed'}",
     } for name, r in results.items()]
 
 

@@ -10,6 +10,7 @@ the threshold. Thresholds belong to a dataset: a model without one for this pipe
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from mnistbench import data, environment, evaluation, tracking, training
 from mnistbench.config import Params
 from mnistbench.files import write_json
 from mnistbench.models import build_model, count_parameters
+from mnistbench.tables import sprint_result
 
 
 def measure(params: Params, sprint: str, seed: int, processed_dir: Path) -> dict:
@@ -68,23 +70,28 @@ def measure(params: Params, sprint: str, seed: int, processed_dir: Path) -> dict
 
 
 def olympic(runs: list[dict]) -> dict:
-    """MLPerf's summary of one sprint's runs: the mean time without the fastest and the slowest run (all of
-    them below three runs), the range, how many reached the threshold on valid and on test, and validity."""
-    times = sorted(r["seconds"] for r in runs)
-    kept = times[1:-1] if len(times) >= 3 else times
-    reached = sum(r["reached_on_valid"] for r in runs)
+    """MLPerf's summary of one sprint's runs. A run that missed the threshold has no time: it ranks as the
+    slowest (and is the one dropped). The result is valid with at least three runs, at most one of them a miss;
+    then its time is the olympic mean (the fastest and the slowest dropped), and otherwise there is none and
+    `reason` says why. The range is over the runs that reached the threshold."""
+    n, reached = len(runs), sum(r["reached_on_valid"] for r in runs)
+    ranked = sorted(r["seconds"] if r["reached_on_valid"] else math.inf for r in runs)
+    times = [t for t in ranked if t != math.inf]
+    reason = (f"an olympic mean needs at least three runs (n={n})" if n < 3 else
+              f"{n - reached} of {n} runs missed the threshold (MLPerf allows one)" if n - reached > 1 else None)
+    mean = None if reason else sum(ranked[1:-1]) / (n - 2)
     sgemm = [r["environment"]["sgemm_gflops"] for r in runs]
-    mean = sum(kept) / len(kept)
     return {
-        "runs": len(runs),
+        "runs": n,
         "olympic_mean_seconds": mean,
-        "min_seconds": times[0],
-        "max_seconds": times[-1],
+        "min_seconds": times[0] if times else None,
+        "max_seconds": times[-1] if times else None,
         "reached_on_valid": reached,
         "confirmed_on_test": sum(r["confirmed_on_test"] for r in runs),
-        "valid": len(runs) - reached <= 1,  # MLPerf: at most one run may miss
+        "valid": reason is None,
+        "reason": reason,
         # The time in units of the machine's matmul speed (seconds x its sgemm GFLOP/s): comparable across CPUs.
-        "olympic_mean_sgemm_gflop": mean * sum(sgemm) / len(sgemm),
+        "olympic_mean_sgemm_gflop": None if mean is None else mean * sum(sgemm) / len(sgemm),
     }
 
 
@@ -102,7 +109,7 @@ def log_sprint(experiment: str, name: str, summary: dict, runs: list[dict]) -> N
     tags = {f"env.{k}": str(v) for k, v in runs[0]["environment"].items()} | {"mnistbench.sprint": name}
     settings = {"model": runs[0]["model"], "threshold": runs[0]["threshold"], "recipe": runs[0]["recipe"], "seeds": [r["seed"] for r in runs]}
     with tracking.start_run(experiment, f"{name}-time-to-accuracy", settings, tags) as parent:
-        tracking.log_metrics({k: float(v) for k, v in summary.items()})
+        tracking.log_metrics({k: float(v) for k, v in summary.items() if isinstance(v, (int, float))})
     for run in runs:
         child = tags | {"mlflow.parentRunId": parent.info.run_id}
         with tracking.start_run(experiment, f"{name}-time-to-accuracy-{run['seed']}", {"seed": run["seed"]}, child):
@@ -128,7 +135,5 @@ def measure_all(params: Params, processed_dir: Path, out: Path) -> None:
                          "recipe": runs[0]["recipe"], "precision": runs[0]["precision"],
                          "environment": runs[0]["environment"], "seeds": runs}
         print(f"{name}: {summary['reached_on_valid']}/{summary['runs']} runs reached {runs[0]['threshold']:.2%} valid; "
-              f"olympic mean {summary['olympic_mean_seconds']:.1f} s (range {summary['min_seconds']:.1f}-"
-              f"{summary['max_seconds']:.1f} s; goal {target.goal_seconds:.0f} s)"
-              + ("" if summary["valid"] else "; INVALID: more than one run missed"))
+              f"{sprint_result(summary)}; goal {target.goal_seconds:.0f} s")
     write_json(out, results)

@@ -105,6 +105,11 @@ def _check_finite(name: str, what: str, value: float, epoch: int, tp: TrainParam
     """A diverged run stops here, before any model, metric or report is written for it."""
     if not math.isfinite(value):
         where = f"epoch {epoch}" + (f", step {step}" if step is not None else "")
+        if epoch == 1 and step == 1:  # no optimizer step has run: the learning rate played no part
+            raise MnistbenchError(
+                f"{name}: {what} is not finite ({value}) at {where}, before any optimizer step: the model's output "
+                f"from its initial weights is not finite; check the model's forward pass (models/), not the "
+                f"learning rate")
         raise MnistbenchError(
             f"{name}: {what} is not finite ({value}) at {where}; the run diverged: lower the learning rate "
             f"(train.lr or models.<name>.train.lr; this run used {tp.lr:g}) and run it again")
