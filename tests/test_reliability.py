@@ -189,6 +189,29 @@ def test_evaluate_writes_its_files_and_its_mlflow_metrics_together(tmp_path, env
 
 
 @pytest.mark.slow
+def test_a_model_file_whose_bytes_changed_after_training_is_refused_by_evaluate_and_retrained_by_train(tmp_path, env):
+    """torch.load checks no CRC: a flipped byte inside a weight loads and evaluates to another accuracy, silently.
+    The training records its file's SHA-256; evaluate checks it before loading anything, train retrains."""
+    processed = fake_processed(tmp_path / "processed", n_train=256, n_valid=64)
+    params = tiny_params(tmp_path / "params.yaml", epochs=1)
+    subprocess.run(train_cmd(tmp_path, processed, params, model="mlp"), env=env, check=True, capture_output=True)
+    weights = tmp_path / "models" / "mlp-0.pt"
+    intact = weights.read_bytes()
+    flipped = bytearray(intact)
+    flipped[len(flipped) // 2] ^= 0x01  # inside the first layer's weights: the file still loads
+    weights.write_bytes(bytes(flipped))
+    evaluate = [sys.executable, str(ROOT / "stages" / "evaluate.py"), "mlp", "--seed", "0", "--data", str(processed),
+                "--params", str(params), "--models-dir", str(tmp_path / "models"), "--reports", str(tmp_path / "reports")]
+    result = subprocess.run(evaluate, env=env, capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"error: {weights}: its SHA-256" in result.stderr and "reports/train/mlp-0.json recorded" in result.stderr
+    assert not (tmp_path / "reports" / "metrics").exists()
+    again = subprocess.run(train_cmd(tmp_path, processed, params, model="mlp"), env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and "not the file its training wrote" in again.stderr
+    assert weights.read_bytes() == intact  # retrained, bit for bit the same weights
+
+
+@pytest.mark.slow
 def test_non_utf8_params_stop_a_stage_without_a_traceback(tmp_path):
     (tmp_path / "params.yaml").write_bytes(b"train:\n  optimizer: ad\xe9m\n")
     result = subprocess.run([sys.executable, str(ROOT / "stages" / "download.py"), "--out", str(tmp_path / "raw")],

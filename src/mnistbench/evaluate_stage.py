@@ -21,7 +21,7 @@ from mnistbench import data, environment, evaluation, tracking
 from mnistbench.config import Params, run_name
 from mnistbench.errors import MnistbenchError
 from mnistbench.figures import plot_confusion
-from mnistbench.files import csv_text, read_json, write_json, write_text
+from mnistbench.files import check_recorded_hash, csv_text, read_json, write_json, write_text
 from mnistbench.models import build_model
 
 OUTPUTS = ("metrics", "predictions", "summary")  # folders under reports/
@@ -60,8 +60,13 @@ def evaluate_all(params: Params, processed_dir: Path, models_dir: Path, reports:
                  only: tuple[str, int] | None = None) -> None:
     """Every pair of params.runs(), into fresh output folders that replace the old ones whole; with `only`,
     one pair, whose files join the other pairs' there. Nothing lands unless every pair was evaluated."""
-    test_set = data.load_split(processed_dir, "test")
     runs = [only] if only else params.runs()
+    for name, seed in runs:  # every model file is the one its training wrote, before anything is evaluated
+        record = reports / "train" / f"{run_name(name, seed)}.json"
+        recorded = read_json(record).get("model_sha256") if record.is_file() else None
+        if recorded:
+            check_recorded_hash(models_dir / f"{run_name(name, seed)}.pt", recorded, record)
+    test_set = data.load_split(processed_dir, "test")
     for name in OUTPUTS:  # before MLflow takes any number: a destination that cannot be written fails first
         destination = reports / name
         if destination.exists() and not destination.is_dir():

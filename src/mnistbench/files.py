@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import hashlib
 import json
 import math
 import os
@@ -139,6 +140,24 @@ def read_csv(path: str | Path, required: tuple[str, ...] = ()):
         raise MnistbenchError(f"{path}: expected columns {', '.join(required)} and at least one row, found columns "
                               f"{', '.join(map(str, frame.columns)) or 'none'} and {len(frame)} rows")
     return frame
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_recorded_hash(path: Path, expected: str, recorded_in: Path) -> None:
+    """Refuse a file whose bytes are no longer those recorded when it was written (torch.load checks no CRC:
+    a flipped byte in a weight loads, and evaluates, silently)."""
+    found = sha256_of(path)
+    if found != expected:
+        raise MnistbenchError(f"{path}: its SHA-256 {found[:16]}... is not the {expected[:16]}... that {recorded_in} "
+                              f"recorded when it was written: the file changed since (a corrupt cache, copy or "
+                              f"disk); delete it and run `dvc repro`, which trains it again")
 
 
 def load_tensors(path: str | Path, what: str) -> Any:

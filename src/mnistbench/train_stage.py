@@ -8,6 +8,7 @@ import closure, codebase.py), as information.
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import torch
 from mnistbench import codebase, data, environment, identity, tracking, training
 from mnistbench.config import Params, run_name
 from mnistbench.figures import plot_curves
-from mnistbench.files import atomic_path, csv_text, read_json, write_json, write_text
+from mnistbench.files import atomic_path, csv_text, read_json, sha256_of, write_json, write_text
 from mnistbench.models import build_model, count_parameters
 
 
@@ -30,13 +31,18 @@ def code_digest() -> str:
     return codebase.digest(code_files())
 
 
-def is_current(record: Path, params: Params, name: str, seed: int, today: dict, processed_dir: Path) -> bool:
-    """Whether the record at `record` is of this pair and holds today's identity (on another machine class, the
-    record's own commit is replayed here: identity.judge)."""
-    if not record.is_file():
+def is_current(record: Path, weights: Path, params: Params, name: str, seed: int, today: dict,
+               processed_dir: Path) -> bool:
+    """Whether `record` is of this pair, holds today's identity (on another machine class, the record's own commit
+    is replayed here: identity.judge), and `weights` are the bytes its training wrote."""
+    if not record.is_file() or not weights.is_file():
         return False
     made = read_json(record)
     if made.get("seed") != seed or "identity" not in made:
+        return False
+    if made.get("model_sha256") not in (None, sha256_of(weights)):
+        print(f"{weights}: not the file its training wrote (its SHA-256 differs from {record}'s); trained again",
+              file=sys.stderr)
         return False
     return not identity.judge(made["identity"], made["environment"]["git_commit"], today, params, name,
                               processed_dir)
@@ -50,8 +56,8 @@ def train(params: Params, name: str, seed: int, processed_dir: Path, models_dir:
     run = run_name(name, seed)
     today = identity.identity(params, name, processed_dir)  # first: its canary draws from the RNGs
     record = reports / "train" / f"{run}.json"
-    if (models_dir / f"{run}.pt").is_file() and (reports / "history" / f"{run}.csv").is_file() and \
-            is_current(record, params, name, seed, today, processed_dir):
+    if (reports / "history" / f"{run}.csv").is_file() and \
+            is_current(record, models_dir / f"{run}.pt", params, name, seed, today, processed_dir):
         print(f"{run}: up to date (its record holds today's recipe, data, packages and canary), not trained again")
         return False
     environment.make_deterministic(seed, tp.threads)
@@ -119,6 +125,7 @@ def train(params: Params, name: str, seed: int, processed_dir: Path, models_dir:
             "wall_seconds": result.wall_seconds,
             "images_per_second": result.images_per_second,
             "environment": env,
+            "model_sha256": sha256_of(models_dir / f"{run}.pt"),  # what evaluate checks before it loads the file
             "identity": today,  # what `mnistbench.reference` and the next run compare with today's
             "code_files": code_files(),  # information: which files the training ran, by hash
         })
