@@ -56,9 +56,11 @@ time-to-accuracy: setup  ## re-measure the time_to_accuracy stage (quiet machine
 	$(BIN)/dvc repro report
 
 check: setup  ## the fast tier, after every change: unit tests only (no dvc repro, Ray, server or training)
+	$(BIN)/python -m mnistbench.lockfile check
 	$(BIN)/pytest tests --ignore=tests/benchmarks -m "not slow"
 
 test: setup  ## the whole suite (what CI runs): the fast tier, then real dvc repro, Ray, server and trainings
+	$(BIN)/python -m mnistbench.lockfile check
 	$(BIN)/pytest tests --ignore=tests/benchmarks --durations=15
 
 bench: setup  ## kernel and training-step benchmarks on this machine -> reports/benchmarks.md

@@ -177,3 +177,14 @@ def test_every_committed_record_names_a_commit_this_history_holds():
         else:
             assert reference.commit_holding(record.get("code_files", {})) is None
     assert not missing, missing
+
+
+def test_a_package_changed_by_hand_after_setup_is_a_difference_of_the_record():
+    """`pip install pandas==3.1.0` over the locked 3.1.1: the lock file is unchanged, what ran is not."""
+    recorded = {"recipe": {"train": {"lr": 0.001}}, "data": "d", "lock": "l" * 64, "installed_vs_lock": [],
+                "canary": {"machine": "m", "digest": "c", "trace": []}}
+    today = recorded | {"installed_vs_lock": ["pandas: 3.1.0 installed, 3.1.1 locked"]}
+    assert identity.judge(recorded, "0" * 40, today, None, "mlp", Path("unused")) == [
+        "the installed packages differ from the record's (made with: exactly the lock; today: pandas: 3.1.0 "
+        "installed, 3.1.1 locked)"]
+    assert identity.judge(recorded, "0" * 40, recorded, None, "mlp", Path("unused")) == []

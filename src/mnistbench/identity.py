@@ -5,7 +5,7 @@
 Four parts, each compared on its own so that a difference can be named:
 - the recipe: every setting the training runs with, after params.yaml's merges (`recipe`);
 - the data: a hash of the processed train and valid splits (`data_digest`);
-- the packages: the SHA-256 of requirements.lock;
+- the packages: the SHA-256 of requirements.lock, and how the installed packages differ from it (normally not);
 - the canary: the model's own recipe replayed on a small fixed slice of the training data, its whole schedule
   squeezed into two epochs, checkpointed after the first and resumed into a fresh model, validated after each
   (`canary`). The output of every forward pass, each epoch's metrics and the final weights are hashed in order:
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -135,9 +136,22 @@ def canary(params, name: str, processed_dir: Path) -> dict:
 _canaries: dict[str, dict] = {}  # by model, recipe and data: a matrix computes each model's canary once
 
 
+@functools.cache
+def installed_differences() -> list[str]:
+    """How the installed packages differ from requirements.lock (empty when they are exactly it): a package changed
+    by hand after `make setup` is part of what a training ran on."""
+    from mnistbench import lockfile
+
+    try:
+        return lockfile.differences(lockfile.pins(), lockfile.installed())
+    except Exception as err:  # noqa: BLE001 - no lock to compare with is itself a difference
+        return [f"not compared with the lock ({err})"]
+
+
 def identity(params, name: str, processed_dir: Path) -> dict:
     """All four parts for `name`, today, on this machine."""
-    ours = {"recipe": recipe(params, name), "data": data_digest(processed_dir), "lock": environment.lock_digest()}
+    ours = {"recipe": recipe(params, name), "data": data_digest(processed_dir), "lock": environment.lock_digest(),
+            "installed_vs_lock": installed_differences()}
     key = json.dumps([ours["recipe"], ours["data"], str(Path(processed_dir).resolve())], sort_keys=True)
     if key not in _canaries:
         _canaries[key] = canary(params, name, processed_dir)
@@ -180,6 +194,10 @@ def judge(recorded: dict, commit: str, today: dict, params, name: str, processed
         found.append(f"the processed data differs ({recorded['data']} -> {today['data']})")
     if recorded["lock"] != today["lock"]:
         found.append(f"requirements.lock differs ({recorded['lock'][:12]} -> {today['lock'][:12]})")
+    if recorded.get("installed_vs_lock", []) != today["installed_vs_lock"]:
+        found.append("the installed packages differ from the record's (made with: "
+                     f"{'; '.join(recorded.get('installed_vs_lock', [])) or 'exactly the lock'}; today: "
+                     f"{'; '.join(today['installed_vs_lock']) or 'exactly the lock'})")
     if found:
         return found
     theirs = recorded["canary"]

@@ -35,7 +35,7 @@ def load_runs(pairs: list[tuple[str, int]], reports: Path) -> pd.DataFrame:
     for model, seed in pairs:
         run = read_json(reports / "train" / f"{run_name(model, seed)}.json")
         metrics = read_json(reports / "metrics" / f"{run_name(model, seed)}.json")
-        rows.append({**{k: v for k, v in run.items() if k not in ("environment", "code_files")}, **run["environment"],
+        rows.append({**{k: v for k, v in run.items() if k not in ("environment", "code_files", "identity")}, **run["environment"],
                      **{k: v for k, v in metrics.items() if k not in ("model", "seed")}})
     return pd.DataFrame(rows)
 
@@ -120,6 +120,9 @@ def write_report(pairs: list[tuple[str, int]], reports: Path, split_summary: Pat
     write_json(reports / "comparisons.json", {k: v for k, v in compared.items() if k != "table"})
     record = {"commits": ", ".join(sorted({c[:12] for c in runs["git_commit"]})), "status": reference.status(reports),
               "lock": ", ".join(sorted({str(h)[:16] for h in runs.get("lock_sha256", pd.Series(["not recorded"]))})),
+              "installed": ", ".join(sorted({"; ".join(read_json(reports / "train" / f"{run_name(m, s)}.json")
+                                                       .get("identity", {}).get("installed_vs_lock", [])) or "exactly"
+                                             for m, s in pairs})),
               "reference": None}
     if reference_reports is not None and (reference_reports / "train").is_dir() and \
             reference_reports.resolve() != reports.resolve():
