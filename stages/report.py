@@ -6,7 +6,7 @@ from pathlib import Path
 from mnistbench.config import load_params
 from mnistbench.errors import ParamsError
 from mnistbench.params_file import read_yaml
-from mnistbench import tracking
+from mnistbench import registry
 from mnistbench.reporting import load_runs, write_report
 from mnistbench.cli import exit_on_error, stage_parser
 
@@ -27,14 +27,16 @@ def main() -> None:
     if not params.data.source().writeup:
         goals = {}  # the goals are MNIST's
     reference = args.gates.parent / read_yaml(args.gates, "the CI gates")["accuracy"]["reference"]
+    # MLflow first: a store that fails stops the stage before any file of the report is replaced (DVC keeps the
+    # previous ones: they are persistent outputs).
+    runs = load_runs(params.runs(), args.reports)
+    records = runs[["model", "seed", "mlflow_run_id", "test_accuracy"]].to_dict("records")
+    grouped = registry.summarize_models(params.mlflow.experiment, records)
+    print(f"MLflow (experiment {params.mlflow.experiment}): {sum(grouped.values())} trainings grouped under "
+          f"{len(grouped)} model runs, the best of each registered with the alias 'best'")
     out = write_report(params.runs(), args.reports, args.split_summary, args.writeup_logs,
                        args.time_to_accuracy, goals, params.data.source(), reference)
     print(f"wrote {out}")
-    runs = load_runs(params.runs(), args.reports)
-    records = runs[["model", "seed", "mlflow_run_id", "test_accuracy"]].to_dict("records")
-    grouped = tracking.summarize_models(params.mlflow.experiment, records)
-    print(f"MLflow (experiment {params.mlflow.experiment}): {sum(grouped.values())} trainings grouped under "
-          f"{len(grouped)} model runs, the best of each registered with the alias 'best'")
 
 
 if __name__ == "__main__":

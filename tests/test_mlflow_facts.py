@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import ROOT
-from mnistbench import tracking
+from mnistbench import registry, tracking
 from test_reliability import fake_processed, tiny_params, train_cmd
 
 
@@ -41,8 +41,8 @@ def store(tmp_path_factory):
                         "test_accuracy": tested["test_accuracy"]})
     mp = pytest.MonkeyPatch()
     mp.setenv("MLFLOW_TRACKING_URI", uri)
-    tracking.summarize_models("mnistbench", records)
-    tracking.summarize_models("mnistbench", records)  # a rerun of the report stage: nothing doubles
+    registry.summarize_models("mnistbench", records)
+    registry.summarize_models("mnistbench", records)  # a rerun of the report stage: nothing doubles
     yield MlflowClient(uri), records
     mp.undo()
 
@@ -94,3 +94,20 @@ def test_the_best_training_of_each_model_is_registered_with_an_alias(store):
     version = client.get_model_version_by_alias("mnistbench-mlp", "best")
     assert version.run_id == best["mlflow_run_id"]
     assert len(client.search_model_versions("name='mnistbench-mlp'")) == 1  # the second summary registered nothing
+
+
+@pytest.mark.slow
+def test_best_follows_the_metric_over_every_version_not_the_last_report(store):
+    """Another clone (or a queued experiment) that reports a worse training later registers it, but `best` stays
+    on the best version; reporting the same training again adds no version."""
+    client, records = store
+    mlp = [r for r in records if r["model"] == "mlp"]
+    best = max(mlp, key=lambda r: r["test_accuracy"])
+    [other] = [r for r in mlp if r is not best]
+    registry.register_best(client, "mnistbench-mlp", other["mlflow_run_id"])
+    registry.register_best(client, "mnistbench-mlp", other["mlflow_run_id"])
+    versions = client.search_model_versions("name='mnistbench-mlp'")
+    assert sorted(v.run_id for v in versions) == sorted([best["mlflow_run_id"], other["mlflow_run_id"]])
+    chosen = client.get_model_version_by_alias("mnistbench-mlp", "best")
+    assert chosen.run_id == best["mlflow_run_id"]
+    assert chosen.tags["mnistbench.best_by"] == f"highest test_accuracy ({best['test_accuracy']:.4f}) of the 2 versions registered"

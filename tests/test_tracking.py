@@ -108,3 +108,21 @@ def test_trainings_starting_at_once_all_log_the_split_they_share(store):
     runs = client.search_runs([client.get_experiment_by_name("exp-race").experiment_id])
     assert len(runs) == n and all(len(r.inputs.dataset_inputs) == 1 for r in runs)
     assert len({r.inputs.dataset_inputs[0].dataset.digest for r in runs}) == 1  # one dataset, shared
+
+
+def test_a_read_only_store_is_named_in_one_line_not_buried_in_an_autoflush_message(monkeypatch):
+    """SQLAlchemy reports SQLite's 'attempt to write a readonly database' inside a 'Query-invoked autoflush' text."""
+    import sqlalchemy.exc
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////srv/store/mlflow.db")
+
+    def write():
+        raise sqlalchemy.exc.OperationalError("(raised as a result of Query-invoked autoflush; consider using a "
+                                              "session.no_autoflush block ...)", {}, Exception(tracking.READ_ONLY))
+
+    with pytest.raises(MnistbenchError) as raised:
+        tracking._retry_transient(write)
+    assert str(raised.value) == ("MLflow tracking store sqlite:////srv/store/mlflow.db: the database is read-only "
+                                 "(SQLite: attempt to write a readonly database); expected a store this user can "
+                                 "write: check the permissions of the file and its folder, or set MLFLOW_TRACKING_URI "
+                                 "to another store")

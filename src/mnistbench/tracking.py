@@ -51,6 +51,7 @@ LOCK_RETRIES = 20
 # once (MLflow checks that a dataset exists, then inserts it: two trainings logging one split collide). A retry
 # waits for the lock, or finds the other run's row and uses it.
 TRANSIENT = ("is locked", "UNIQUE constraint failed", "duplicate key value violates unique constraint")
+READ_ONLY = "attempt to write a readonly database"  # SQLite's words, buried in SQLAlchemy's autoflush message
 # MLflow 3's UI opens an experiment of this kind on its training runs, not on the GenAI (traces) view.
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 # The run list's columns and order, as an MLflow UI "shared view" stored on the experiment; the links
@@ -81,12 +82,20 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
 
 
+def read_only_store() -> MnistbenchError:
+    return MnistbenchError(f"MLflow tracking store {tracking_uri()}: the database is read-only (SQLite: {READ_ONLY}); "
+                           f"expected a store this user can write: check the permissions of the file and its folder, "
+                           f"or set MLFLOW_TRACKING_URI to another store")
+
+
 def _retry_transient(fn, *args, **kwargs):
     """Call fn, retrying while a concurrent writer holds or won (TRANSIENT); any other failure is one clear error."""
     for attempt in range(LOCK_RETRIES):
         try:
             return fn(*args, **kwargs)
         except (mlflow.exceptions.MlflowException, sqlalchemy.exc.OperationalError) as err:
+            if READ_ONLY in str(err):
+                raise read_only_store() from None
             if not any(sign in str(err) for sign in TRANSIENT) or attempt == LOCK_RETRIES - 1:
                 first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
                 raise MnistbenchError(f"MLflow tracking store {tracking_uri()}: {getattr(fn, '__name__', fn)} failed "
@@ -147,6 +156,8 @@ def connect(experiment: str) -> str:
     except MnistbenchError:
         raise
     except Exception as err:
+        if READ_ONLY in str(err):
+            raise read_only_store() from None
         raise MnistbenchError(
             f"MLflow tracking store {uri} cannot be reached ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
             "check MLFLOW_TRACKING_URI, or unset it to use the project's mlflow.db"
@@ -303,69 +314,3 @@ def log_test_metrics(experiment: str, run_id: str, metrics: dict, artifacts: dic
         log_metrics(metrics)
         for path, folder in (artifacts or {}).items():
             _retry_transient(mlflow.log_artifact, str(path), folder)
-
-
-def summarize_models(experiment: str, runs: list[dict]) -> dict[str, int]:
-    """Group each model's trainings in MLflow, and register its best one; return model -> trainings grouped.
-
-    Per model (runs: dicts with model, seed, mlflow_run_id, test_accuracy), an aggregate run named after
-    the model holds the mean, 95% interval and count of its trainings' test accuracy as sortable metrics,
-    and the trainings become its child runs (the UI nests them). Its best training's model is registered
-    as `<experiment>-<model>` with the alias `best`. Reruns over the same trainings update, not duplicate."""
-    from mnistbench.stats import mean_ci
-
-    experiment_id = connect(experiment)
-    client = mlflow.MlflowClient()
-    aggregates = {}
-    for model in dict.fromkeys(r["model"] for r in runs):
-        group = [r for r in runs if r["model"] == model and _exists(client, r["mlflow_run_id"])]
-        if not group:
-            continue
-        children = sorted(r["mlflow_run_id"] for r in group)
-        key = hashlib.sha256(" ".join(children).encode()).hexdigest()[:16]
-        found = _retry_transient(client.search_runs, [experiment_id],
-                              filter_string=f"tags.`mnistbench.aggregate` = '{key}'", max_results=1)
-        if found:
-            run_id = found[0].info.run_id
-        else:
-            run_id = _retry_transient(client.create_run, experiment_id, run_name=model, tags={
-                "mnistbench.aggregate": key, "mnistbench.model": model,
-                "mlflow.note.content": f"{model}: the test accuracy of its {len(group)} training(s), seeds "
-                                       f"{', '.join(str(r['seed']) for r in group)}; they are this run's children."}).info.run_id
-        accuracies = [r["test_accuracy"] for r in group]
-        mean, half = mean_ci(accuracies)
-        metrics = {"test_accuracy_mean": mean, "n": len(group), "test_accuracy_min": min(accuracies),
-                   "test_accuracy_max": max(accuracies)} | ({} if len(group) < 2 else {"test_accuracy_ci95": half})
-        for name, value in metrics.items():
-            _retry_transient(client.log_metric, run_id, name, float(value))
-        _retry_transient(client.set_terminated, run_id, "FINISHED")
-        for child in children:
-            _retry_transient(client.set_tag, child, "mlflow.parentRunId", run_id)
-        _register_best(client, f"{experiment}-{model}", max(group, key=lambda r: r["test_accuracy"])["mlflow_run_id"])
-        aggregates[model] = len(group)
-    return aggregates
-
-
-def _exists(client: mlflow.MlflowClient, run_id: str) -> bool:
-    try:
-        client.get_run(run_id)
-        return True
-    except mlflow.exceptions.MlflowException:
-        print(f"warning: MLflow run {run_id} is not in {tracking_uri()}; left out of the model summary", file=sys.stderr)
-        return False
-
-
-def _register_best(client: mlflow.MlflowClient, name: str, run_id: str) -> None:
-    try:
-        current = client.get_model_version_by_alias(name, "best")
-    except mlflow.exceptions.MlflowException:
-        current = None
-    if current is None or current.run_id != run_id:
-        said = io.StringIO()
-        try:  # MLflow prints three notes per registration: kept back unless it fails
-            with contextlib.redirect_stderr(said):
-                version = _retry_transient(mlflow.register_model, f"runs:/{run_id}/model", name)
-        except Exception:
-            sys.stderr.write(said.getvalue())
-            raise
-        _retry_transient(client.set_registered_model_alias, name, "best", version.version)
