@@ -83,3 +83,22 @@ def test_a_sprint_sweep_times_each_point_under_mlperfs_rules_and_keeps_what_it_r
     assert again.returncode == 0 and "epoch" not in again.stderr
     wrong = sweep(tmp_path, env, "--sprints", "cnn_tuned_100", "--set", f"{key}.goal_seconds=5")
     assert wrong.returncode == 1 and "unknown sprint 'cnn_tuned_100'" in wrong.stderr
+
+
+def test_a_sweep_larger_than_an_hour_by_the_recorded_times_asks_for_yes_before_writing_anything(tmp_path):
+    from mnistbench.errors import MnistbenchError
+    from mnistbench.sweep import refuse_if_large
+
+    records = tmp_path / "train"
+    records.mkdir()
+    for seed, seconds in ((0, 100.0), (1, 140.0)):
+        (records / f"cnn-{seed}.json").write_text(json.dumps({"wall_seconds": seconds}))
+    refuse_if_large(10, ["cnn"], [0], yes=False, records=(records,))  # 10 x 120 s = 20 min: runs
+    with pytest.raises(MnistbenchError) as raised:
+        refuse_if_large(1000, ["cnn"], [0], yes=False, records=(records,))
+    assert str(raised.value) == ("the sweep is 1000 points x 1 models x 1 seeds = 1000 trainings (about 33.3 "
+                                 "training-hours by the times recorded in reports/train); run it with --yes, or "
+                                 "narrow --set, --models or --seeds")
+    refuse_if_large(1000, ["cnn"], [0], yes=True, records=(records,))
+    with pytest.raises(MnistbenchError, match=r"no estimate: lenet5 never trained in this project"):
+        refuse_if_large(30, ["lenet5"], [0], yes=False, records=(records,))

@@ -36,6 +36,7 @@ from mnistbench.params_file import read_yaml
 from mnistbench.errors import MnistbenchError, exit_on_error
 from mnistbench.files import read_json, write_json, write_text
 from mnistbench.params_file import unknown
+from mnistbench.settings import ROOT
 from mnistbench.tables import markdown_table, sprint_result
 
 
@@ -68,6 +69,37 @@ def with_point(raw: dict, point: dict[str, object]) -> dict:
     return changed
 
 
+LARGE_SWEEP_S = 3600  # a sweep estimated longer than this (training time, one after another) asks for --yes
+
+
+def recorded_seconds(model: str, records: list[Path]) -> float | None:
+    """The mean wall time of `model`'s recorded trainings in the first of `records` (reports/train folders) that
+    holds any; None when none does."""
+    for folder in records:
+        times = [read_json(path)["wall_seconds"] for path in sorted(folder.glob(f"{model}-*.json"))]
+        if times:
+            return sum(times) / len(times)
+    return None
+
+
+def refuse_if_large(points: int, models: list[str], seeds: list[int], yes: bool,
+                    records: tuple[Path, ...] = (ROOT / "reports" / "train", ROOT / "reproduce" / "reports" / "train")
+                    ) -> None:
+    """A sweep is points x models x seeds trainings: refuse one estimated (by the project's recorded times) at over
+    LARGE_SWEEP_S unless --yes, before any folder is written; one with a model never recorded gets no estimate
+    and is refused past 20 trainings."""
+    trainings = points * len(models) * len(seeds)
+    each = {m: recorded_seconds(m, list(records)) for m in models}
+    unknown = [m for m, t in each.items() if t is None]
+    estimate = None if unknown else points * len(seeds) * sum(each.values())
+    if yes or (estimate is not None and estimate <= LARGE_SWEEP_S) or (estimate is None and trainings <= 20):
+        return
+    said = (f"about {estimate / 3600:.1f} training-hours by the times recorded in reports/train" if estimate is not None
+            else f"no estimate: {', '.join(unknown)} never trained in this project")
+    raise MnistbenchError(f"the sweep is {points} points x {len(models)} models x {len(seeds)} seeds = {trainings} "
+                          f"trainings ({said}); run it with --yes, or narrow --set, --models or --seeds")
+
+
 def describe(point: dict[str, object]) -> str:
     return ", ".join(f"{k}={v}" for k, v in point.items())
 
@@ -83,6 +115,8 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--data", type=Path, default=Path("data/processed"))
     parser.add_argument("--out", type=Path, default=Path("sweeps"))
+    parser.add_argument("--yes", action="store_true", help=f"run a sweep estimated at more than "
+                        f"{LARGE_SWEEP_S / 3600:g} training-hour(s) (by the project's recorded training times)")
     args = parser.parse_args()
     if args.sprints:
         print(sweep_sprints(args))
@@ -99,6 +133,7 @@ def plan(args: argparse.Namespace) -> tuple[list[matrix.Training], list[dict], P
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else base.seeds.train
     points = grid(args.set)
     require_processed(args.data)
+    refuse_if_large(len(points), models, seeds, args.yes)
     folder = (args.out / args.name).resolve()
     trainings = []
     for i, point in enumerate(points):
