@@ -16,7 +16,7 @@ from test_reliability import fake_processed, tiny_params, train_cmd
 # Tracked files changed in this checkout, other than what the pipeline writes (locks, reports)
 DIRTY = [line for line in subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                                          capture_output=True, text=True).stdout.splitlines()
-         if not (line.endswith("dvc.lock") or "reports/" in line or "fashion-mnist/" in line)]
+         if not tracking.written_by_pipeline(line[3:])]
 
 
 @pytest.fixture(scope="module")

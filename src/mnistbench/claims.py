@@ -25,6 +25,7 @@ from mnistbench.models import count_parameters
 from mnistbench.models.cnn import build_cnn
 from mnistbench.reporting import load_runs, seeds_text
 from mnistbench.comparisons import Reference
+from mnistbench.config import run_name
 from mnistbench.tables import markdown_table
 from mnistbench.writeup import load_logs
 
@@ -191,7 +192,7 @@ def loss_convention_rows(logged: pd.DataFrame, runs: pd.DataFrame, reports: Path
     }]
     if "mlp" in set(runs["model"]):
         theirs = logged[(logged["model"] == "mlp") & (logged["epoch"] == 1)].iloc[0]
-        ours = read_csv(reports / "history" / f"mlp-{seeds[0]}.csv", ("train_loss_writeup",)).iloc[0]
+        ours = read_csv(reports / "history" / f"{run_name('mlp', seeds[0])}.csv", ("train_loss_writeup",)).iloc[0]
         close = abs(ours["train_loss_writeup"] / theirs["train_loss_writeup"] - 1) < 0.05
         rows.append({
             "where": "II (b) log", "claim": f"MLP epoch 1: 'Average loss' {theirs['train_loss_writeup']}, "

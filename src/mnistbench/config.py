@@ -44,8 +44,9 @@ class TrainParams(Section):
     label_smoothing: float = Field(ge=0.0, lt=1.0)
     augment: AugmentParams
     # bf16: forward and loss under torch.autocast (bfloat16 matmuls and convolutions, float32 weights,
-    # optimizer and evaluation); about 2x faster steps where the device runs bf16 natively, 10x slower where
-    # it is emulated. auto: bf16 where native (environment.native_bf16), else fp32. fp32: the write-up's.
+    # optimizer and evaluation): faster where the device runs bf16 natively, much slower where it is emulated
+    # (measured per CPU class: docs/hardware.md). auto: bf16 where native (environment.native_bf16), else fp32.
+    # fp32: the write-up's.
     precision: Literal["auto", "fp32", "bf16"]
     threads: PositiveInt | None  # None: matrix.cpus_per_training (trainings), one per CPU core (sprints)
     device: Literal["cpu", "cuda", "auto"]  # auto: CUDA when torch sees a GPU

@@ -24,10 +24,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mnistbench import settings, train_stage, tracking
+from mnistbench.settings import PROBE_TIMEOUT_S
 from mnistbench.config import MatrixParams, Params, parse_params, run_name
 from mnistbench.errors import MnistbenchError
 
-PROBE_TIMEOUT_S = 5  # a cluster address that does not answer fails the stage in seconds
 WAIT_CHECK_S = 10  # how often a waiting stage checks that the cluster can still run its trainings
 WAIT_REPORT_S = 300  # how often it says what it waits for, while no training finishes
 RETRIES_ON_WORKER_DEATH = 2

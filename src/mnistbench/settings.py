@@ -13,6 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # Every installed package, pinned with hashes (pip-compile); `make setup` installs exactly these.
 LOCK_FILE = ROOT / "requirements.lock"
 
+# A tracking server or a Ray cluster that does not answer within this fails the stage in seconds, naming it.
+PROBE_TIMEOUT_S = 5
+
 # Offline-first: no usage data leaves the machine (DVC's switch is in .dvc/config).
 TELEMETRY_OFF = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "RAY_USAGE_STATS_ENABLED": "0"}
 for _key, _value in TELEMETRY_OFF.items():

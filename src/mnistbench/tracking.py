@@ -63,7 +63,7 @@ RUN_LIST_VIEW = ("mlflow.sharedViewState.mnistbench", json.dumps({
     "orderByKey": "metrics.`test_accuracy`", "orderByAsc": False}))
 # A tracking server is probed once, briefly, before a run: one that does not answer fails the stage in
 # seconds instead of after MLflow's retries (minutes). The run itself keeps MLflow's retries.
-PROBE_TIMEOUT_S = 5
+from mnistbench.settings import PROBE_TIMEOUT_S  # noqa: E402
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -250,14 +250,18 @@ def start_run(experiment: str, run_name: str, params: dict, tags: dict, resume: 
     return _Run(run)
 
 
+def written_by_pipeline(path: str) -> bool:
+    """What the pipeline itself rewrites while it runs (a dvc.lock, a reports folder: the project's or a
+    variant's) does not make the code dirty."""
+    return path.endswith("dvc.lock") or path.startswith("reports/") or "/reports/" in path
+
+
 def _lineage_tags() -> dict:
     """Which code and which DVC experiment made a run: the commit is tagged by the caller; here the rest."""
     try:
         status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
                                 text=True, timeout=10)
-        # What the pipeline itself rewrites while it runs (locks, reports) does not make the code dirty.
-        changed = [line[3:] for line in status.stdout.splitlines()
-                   if not (line.endswith("dvc.lock") or "reports/" in line or "fashion-mnist/" in line)]
+        changed = [line[3:] for line in status.stdout.splitlines() if not written_by_pipeline(line[3:])]
         dirty = "unknown" if status.returncode else str(bool(changed)).lower()
     except (OSError, subprocess.SubprocessError):
         dirty = "unknown"
