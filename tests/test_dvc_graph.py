@@ -65,3 +65,14 @@ def test_every_committed_lock_holds_only_stages_of_dvc_yaml():
     for lock in [ROOT / "dvc.lock", *ROOT.glob("*/dvc.lock")]:
         extra = set(yaml.safe_load(lock.read_text())["stages"]) - stages
         assert not extra, f"{lock.relative_to(ROOT)}: entries of stages dvc.yaml does not have: {sorted(extra)}"
+
+
+def test_the_report_layout_of_the_code_is_the_one_dvc_yaml_declares():
+    """layout.py is where the code finds a training's files; dvc.yaml's outs must name the same folders."""
+    from mnistbench import layout
+
+    declared = set()
+    for stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].values():
+        for out in stage.get("outs", []) + stage.get("metrics", []):
+            declared.add(out if isinstance(out, str) else next(iter(out)))
+    assert {f"reports/{folder}" for folder in layout.SUFFIX} <= declared, declared

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from mnistbench import reference
+from mnistbench import layout, reference
 from mnistbench.data import load_split, to_float
 from mnistbench.datasets import DATASETS, Dataset
 from mnistbench.files import read_csv, read_json, write_text
@@ -192,7 +192,7 @@ def loss_convention_rows(logged: pd.DataFrame, runs: pd.DataFrame, reports: Path
     }]
     if "mlp" in set(runs["model"]):
         theirs = logged[(logged["model"] == "mlp") & (logged["epoch"] == 1)].iloc[0]
-        ours = read_csv(reports / "history" / f"{run_name('mlp', seeds[0])}.csv", ("train_loss_writeup",)).iloc[0]
+        ours = read_csv(layout.run_file(reports, layout.HISTORY, run_name('mlp', seeds[0])), ("train_loss_writeup",)).iloc[0]
         close = abs(ours["train_loss_writeup"] / theirs["train_loss_writeup"] - 1) < 0.05
         rows.append({
             "where": "II (b) log", "claim": f"MLP epoch 1: 'Average loss' {theirs['train_loss_writeup']}, "

@@ -17,18 +17,19 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mnistbench import data, environment, evaluation, tracking
+from mnistbench import data, environment, evaluation, layout, tracking
 from mnistbench.config import Params, run_name
 from mnistbench.errors import MnistbenchError
 from mnistbench.figures import plot_confusion
 from mnistbench.files import check_recorded_hash, csv_text, read_json, write_json, write_text
 from mnistbench.models import build_model
 
-OUTPUTS = ("metrics", "predictions", "summary")  # folders under reports/
+OUTPUTS = (layout.METRICS, layout.PREDICTIONS, layout.SUMMARY)  # folders under reports/
 
 
-def evaluate(params: Params, name: str, seed: int, test_set, models_dir: Path, reports: Path, out: dict[str, Path]) -> dict:
-    """Test one pair; write its files into the folders `out` names; return its metrics."""
+def evaluate(params: Params, name: str, seed: int, test_set, models_dir: Path, reports: Path, out: Path) -> dict:
+    """Test one pair; write its files into the folders of `out` (a reports folder in the making); return its
+    metrics."""
     tp = params.train_for(name)
     run = run_name(name, seed)
     environment.make_deterministic(seed, params.threads_for(name))
@@ -37,17 +38,17 @@ def evaluate(params: Params, name: str, seed: int, test_set, models_dir: Path, r
     images, labels = test_set
     metrics, predictions = evaluation.test_metrics(model, images, labels, tp.batch_size, device)
     metrics = {"model": name, "seed": seed, **metrics}
-    trained = read_json(reports / "train" / f"{run}.json")
-    write_json(out["metrics"] / f"{run}.json", metrics)
-    write_json(out["summary"] / f"{run}.json", {
+    trained = read_json(layout.run_file(reports, layout.TRAIN, run))
+    write_json(layout.run_file(out, layout.METRICS, run), metrics)
+    write_json(layout.run_file(out, layout.SUMMARY, run), {
         "test_accuracy": metrics["test_accuracy"], "test_loss": metrics["test_loss"],
         "parameters": trained["parameters"], "train_seconds": round(trained["train_seconds"], 1)})
-    write_text(out["predictions"] / f"{run}.csv",  # for `dvc plots show`'s confusion template, and McNemar's test
+    write_text(layout.run_file(out, layout.PREDICTIONS, run),  # for `dvc plots show`'s confusion template, and McNemar's test
                csv_text([{"actual": a, "predicted": p} for a, p in zip(labels.tolist(), predictions.tolist())]))
     with tempfile.TemporaryDirectory() as scratch:
         confusion, tested = Path(scratch) / f"{run}_confusion.png", Path(scratch) / f"{run}.json"
         plot_confusion(run, metrics["confusion_matrix"], confusion)
-        shutil.copyfile(out["metrics"] / f"{run}.json", tested)
+        shutil.copyfile(layout.run_file(out, layout.METRICS, run), tested)
         tracking.log_test_metrics(
             params.mlflow.experiment, trained["mlflow_run_id"],
             {k: metrics[k] for k in ("test_accuracy", "test_loss", "test_loss_writeup")},
@@ -62,7 +63,7 @@ def evaluate_all(params: Params, processed_dir: Path, models_dir: Path, reports:
     one pair, whose files join the other pairs' there. Nothing lands unless every pair was evaluated."""
     runs = [only] if only else params.runs()
     for name, seed in runs:  # every model file is the one its training wrote, before anything is evaluated
-        record = reports / "train" / f"{run_name(name, seed)}.json"
+        record = layout.run_file(reports, layout.TRAIN, run_name(name, seed))
         recorded = read_json(record).get("model_sha256") if record.is_file() else None
         if recorded:
             check_recorded_hash(models_dir / f"{run_name(name, seed)}.pt", recorded, record)
@@ -77,7 +78,7 @@ def evaluate_all(params: Params, processed_dir: Path, models_dir: Path, reports:
         for folder in out.values():
             folder.mkdir()
         for name, seed in tqdm(runs, desc="evaluate", unit="model", file=sys.stdout, disable=len(runs) < 2):
-            m = evaluate(params, name, seed, test_set, models_dir, reports, out)
+            m = evaluate(params, name, seed, test_set, models_dir, reports, Path(scratch))
             print(f"{run_name(name, seed)}: test accuracy {m['test_accuracy']:.4f} ({m['test_correct']}/{m['test_count']}), "
                   f"loss {m['test_loss']:.4f}")
         for name, folder in out.items():

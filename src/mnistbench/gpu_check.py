@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from mnistbench import benchreport, scratch
+from mnistbench import benchreport, layout, scratch
 from mnistbench.errors import fail
 from mnistbench.files import write_json
 from mnistbench.settings import ROOT
@@ -77,9 +77,9 @@ def run_pipeline(device: str, tiny: bool) -> dict:
                 print(done.stdout[-3000:], done.stderr[-3000:], sep="\n")
                 return {"status": f"failed (dvc repro exit {done.returncode})", "seconds": seconds}
             runs = {}
-            for path in sorted((project / "reports" / "train").glob("*.json")):
+            for path in sorted((project / "reports" / layout.TRAIN).glob("*.json")):
                 trained = json.loads(path.read_text())
-                tested = json.loads((project / "reports" / "metrics" / path.name).read_text())
+                tested = json.loads((project / "reports" / layout.METRICS / path.name).read_text())
                 runs[path.stem] = {"test_accuracy": tested["test_accuracy"], "precision": trained["precision"],
                                    "train_seconds": trained["train_seconds"], "wall_seconds": trained["wall_seconds"],
                                    "environment": trained["environment"]}

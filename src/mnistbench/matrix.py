@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mnistbench import settings, train_stage, tracking
+from mnistbench import layout, settings, tracking, train_stage
 from mnistbench.settings import PROBE_TIMEOUT_S
 from mnistbench.config import MatrixParams, Params, parse_params, run_name
 from mnistbench.errors import MnistbenchError
@@ -36,7 +36,7 @@ RETRIES_ON_WORKER_DEATH = 2
 def prune(params: Params, models_dir: Path, reports: Path) -> list[Path]:
     """Remove what trainings of pairs outside the matrix left (a smaller `dvc exp run -S ...` after a larger one)."""
     keep = {run_name(m, s) for m, s in params.runs()}
-    stale = [path for folder, suffix in ((models_dir, ".pt"), (reports / "train", ".json"), (reports / "history", ".csv"))
+    stale = [path for folder, suffix in ((models_dir, ".pt"), (reports / layout.TRAIN, ".json"), (reports / layout.HISTORY, ".csv"))
              if folder.is_dir() for path in folder.glob(f"*{suffix}") if path.name.removesuffix(suffix) not in keep]
     for path in stale:
         path.unlink()

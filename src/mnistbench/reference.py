@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mnistbench import codebase, identity
+from mnistbench import codebase, identity, layout
 from mnistbench.errors import MnistbenchError, exit_on_error
 from mnistbench.files import read_json, write_json
 from mnistbench.settings import ROOT
@@ -42,7 +42,7 @@ def _record_files(folder: Path) -> list[Path]:
 def accuracies(reports: Path) -> dict[str, dict[int, float]]:
     """{model: {seed: test accuracy}} of a pipeline's reports/metrics, models in the order first seen."""
     found: dict[str, dict[int, float]] = {}
-    for path in _record_files(reports / "metrics"):
+    for path in _record_files(reports / layout.METRICS):
         record = read_json(path)
         found.setdefault(record["model"], {})[record["seed"]] = record["test_accuracy"]
     return found
@@ -128,7 +128,7 @@ def judge(reports: Path, data: Path) -> tuple[dict[str, list[str]], dict[Path, t
     if not (data / "train.pt").is_file():
         raise MnistbenchError(f"{data}: no processed data to replay the canaries on; expected the split stage's "
                               f"output (dvc repro split), or --data naming it")
-    paths = _record_files(reports / "train")
+    paths = _record_files(reports / layout.TRAIN)
     by_model: dict[str, list[tuple[Path, dict]]] = {}
     for path in paths:
         record = read_json(path)

@@ -12,7 +12,7 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from mnistbench import comparisons, reference
+from mnistbench import comparisons, layout, reference
 from mnistbench.config import run_name
 from mnistbench.datasets import DATASETS, Dataset
 from mnistbench.figures import plot_confusion, plot_curves, plot_seeds, plot_vs_writeup
@@ -33,8 +33,8 @@ def load_runs(pairs: list[tuple[str, int]], reports: Path) -> pd.DataFrame:
     """One row per (model, seed) pair: what the train and evaluate stages recorded."""
     rows = []
     for model, seed in pairs:
-        run = read_json(reports / "train" / f"{run_name(model, seed)}.json")
-        metrics = read_json(reports / "metrics" / f"{run_name(model, seed)}.json")
+        run = read_json(layout.run_file(reports, layout.TRAIN, run_name(model, seed)))
+        metrics = read_json(layout.run_file(reports, layout.METRICS, run_name(model, seed)))
         rows.append({**{k: v for k, v in run.items() if k not in ("environment", "code_files", "identity")}, **run["environment"],
                      **{k: v for k, v in metrics.items() if k not in ("model", "seed")}})
     return pd.DataFrame(rows)
@@ -62,7 +62,7 @@ def compare_models(runs: pd.DataFrame, reports: Path) -> dict:
     if len(accuracies) < 2:
         return {"method": "One model ran", "table": "There is no pair of models to compare.", "pairs": []}
     def correct(model: str, seed: int) -> list[bool]:
-        predictions = read_csv(reports / "predictions" / f"{run_name(model, seed)}.csv", ("actual", "predicted"))
+        predictions = read_csv(layout.run_file(reports, layout.PREDICTIONS, run_name(model, seed)), ("actual", "predicted"))
         return list(predictions["actual"] == predictions["predicted"])
 
     if all(len(seeds) >= 2 for seeds in accuracies.values()):
@@ -102,13 +102,13 @@ def write_report(pairs: list[tuple[str, int]], reports: Path, split_summary: Pat
         logged, claimed = logged.iloc[0:0], {}
     curves = [{"run": run_name(m, s), "epoch": int(row["epoch"]), "valid_accuracy": row["valid_accuracy"],
                "train_loss": row["train_loss"]}
-              for m, s in pairs for _, row in read_csv(reports / "history" / f"{run_name(m, s)}.csv", HISTORY_COLUMNS).iterrows()]
+              for m, s in pairs for _, row in read_csv(layout.run_file(reports, layout.HISTORY, run_name(m, s)), HISTORY_COLUMNS).iterrows()]
     write_text(reports / "curves.csv", csv_text(curves))  # one file for `dvc plots show`, whatever models ran
     for name in models:
         run = run_name(name, first_seed[name])
-        history = read_csv(reports / "history" / f"{run}.csv", HISTORY_COLUMNS)
+        history = read_csv(layout.run_file(reports, layout.HISTORY, run), HISTORY_COLUMNS)
         plot_curves(run, history, figures / f"{name}_curves.png")
-        plot_confusion(run, read_json(reports / "metrics" / f"{run}.json")["confusion_matrix"],
+        plot_confusion(run, read_json(layout.run_file(reports, layout.METRICS, run))["confusion_matrix"],
                        figures / f"{name}_confusion.png")
         theirs = logged[(logged["model"] == name) & (logged["split"] == "valid")]
         if len(theirs):
@@ -120,11 +120,11 @@ def write_report(pairs: list[tuple[str, int]], reports: Path, split_summary: Pat
     write_json(reports / "comparisons.json", {k: v for k, v in compared.items() if k != "table"})
     record = {"commits": ", ".join(sorted({c[:12] for c in runs["git_commit"]})), "status": reference.status(reports),
               "lock": ", ".join(sorted({str(h)[:16] for h in runs.get("lock_sha256", pd.Series(["not recorded"]))})),
-              "installed": ", ".join(sorted({"; ".join(read_json(reports / "train" / f"{run_name(m, s)}.json")
+              "installed": ", ".join(sorted({"; ".join(read_json(layout.run_file(reports, layout.TRAIN, run_name(m, s)))
                                                        .get("identity", {}).get("installed_vs_lock", [])) or "exactly"
                                              for m, s in pairs})),
               "reference": None}
-    if reference_reports is not None and (reference_reports / "train").is_dir() and \
+    if reference_reports is not None and (reference_reports / layout.TRAIN).is_dir() and \
             reference_reports.resolve() != reports.resolve():
         record["reference"] = reference_reports
         record["reference_status"] = reference.status(reference_reports)

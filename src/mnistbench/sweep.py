@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from mnistbench import comparisons, matrix, time_to_accuracy
+from mnistbench import comparisons, layout, matrix, time_to_accuracy
 from mnistbench.config import ParamsError, parse_params, run_name
 from mnistbench.params_file import read_yaml
 from mnistbench.errors import MnistbenchError, exit_on_error
@@ -83,7 +83,7 @@ def recorded_seconds(model: str, records: list[Path]) -> float | None:
 
 
 def refuse_if_large(points: int, models: list[str], seeds: list[int], yes: bool,
-                    records: tuple[Path, ...] = (ROOT / "reports" / "train", ROOT / "reproduce" / "reports" / "train")
+                    records: tuple[Path, ...] = (ROOT / "reports" / layout.TRAIN, ROOT / "reproduce" / "reports" / layout.TRAIN)
                     ) -> None:
     """A sweep is points x models x seeds trainings: refuse one estimated (by the project's recorded times) at over
     LARGE_SWEEP_S unless --yes, before any folder is written; one with a model never recorded gets no estimate
@@ -221,7 +221,7 @@ def summarize(trainings: list[matrix.Training], points: list[dict], folder: Path
     for model in dict.fromkeys(t.model for t in trainings):
         valid, found = {}, []
         for i, point in enumerate(points):
-            records = [read_json(folder / f"point-{i}" / "reports" / "train" / f"{run_name(model, t.seed)}.json")
+            records = [read_json(layout.run_file(folder / f"point-{i}" / "reports", layout.TRAIN, run_name(model, t.seed)))
                        for t in trainings if t.model == model and t.point == describe(point)]
             valid[f"point-{i}"] = {r["seed"]: r["best_valid_accuracy"] for r in records}
             found.append((i, point, records))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from mnistbench import codebase, data, environment, identity, tracking, training
+from mnistbench import codebase, data, environment, identity, layout, tracking, training
 from mnistbench.config import Params, run_name
 from mnistbench.figures import plot_curves
 from mnistbench.files import atomic_path, csv_text, read_json, sha256_of, write_json, write_text
@@ -55,8 +55,8 @@ def train(params: Params, name: str, seed: int, processed_dir: Path, models_dir:
     tp = params.train_for(name).model_copy(update={"threads": params.threads_for(name)})
     run = run_name(name, seed)
     today = identity.identity(params, name, processed_dir)  # first: its canary draws from the RNGs
-    record = reports / "train" / f"{run}.json"
-    if (reports / "history" / f"{run}.csv").is_file() and \
+    record = layout.run_file(reports, layout.TRAIN, run)
+    if layout.run_file(reports, layout.HISTORY, run).is_file() and \
             is_current(record, models_dir / f"{run}.pt", params, name, seed, today, processed_dir):
         print(f"{run}: up to date (its record holds today's recipe, data, packages and canary), not trained again")
         return False
@@ -97,7 +97,7 @@ def train(params: Params, name: str, seed: int, processed_dir: Path, models_dir:
 
         with atomic_path(models_dir / f"{run}.pt") as tmp:
             torch.save(model.state_dict(), tmp)
-        history_csv = reports / "history" / f"{run}.csv"
+        history_csv = layout.run_file(reports, layout.HISTORY, run)
         write_text(history_csv, csv_text(result.history))
         tracking.log_artifact(history_csv, "history")
         with tempfile.TemporaryDirectory() as scratch:
