@@ -366,5 +366,6 @@ def test_a_stage_stopped_by_a_signal_removes_its_temporary_output(tmp_path, sig)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()  # a no-op once it exited; a failed test leaves no stage waiting forever
-    assert proc.returncode != 0
+    assert proc.returncode == 128 + sig and "Traceback" not in err, err
+    assert err.startswith(f"error: stopped by {signal.Signals(sig).name}") and len(err.strip().splitlines()) == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stage.py"], err

@@ -51,5 +51,8 @@ def exit_on_error(main):
             return main(*args, **kwargs)
         except (MnistbenchError, OSError) as err:
             fail(err)
+        except KeyboardInterrupt:  # Ctrl-C: the same one line as SIGTERM, not a traceback through whatever waited
+            print("error: stopped by SIGINT (Ctrl-C); the outputs it was writing are removed", file=sys.stderr)
+            sys.exit(128 + signal.SIGINT)
 
     return wrapper
