@@ -188,3 +188,21 @@ def test_a_package_changed_by_hand_after_setup_is_a_difference_of_the_record():
         "the installed packages differ from the record's (made with: exactly the lock; today: pandas: 3.1.0 "
         "installed, 3.1.1 locked)"]
     assert identity.judge(recorded, "0" * 40, recorded, None, "mlp", Path("unused")) == []
+
+
+@pytest.mark.slow
+def test_a_recipe_that_diverges_has_a_canary_that_says_where(tmp_path):
+    """The training itself then fails with its own message; the canary records the divergence as behaviour."""
+    data = small_data(tmp_path / "processed")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["train"].update(optimizer="sgd", lr=1.0e10)
+    params = load_params_from(raw, tmp_path)
+    result = identity.canary(params, "mlp", data)
+    assert result["trace"][-2][0].startswith("diverged: canary mlp: the training loss is not finite (nan) at epoch 1")
+    assert result["trace"][-1][0] == "final weights" and identity.canary(params, "mlp", data)["digest"] == result["digest"]
+
+
+def load_params_from(raw: dict, folder: Path):
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return load_params(path)

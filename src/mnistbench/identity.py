@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 
 from mnistbench import data, environment, training
+from mnistbench.errors import MnistbenchError
 from mnistbench.models import build_model
 
 CANARY_SEED = 0
@@ -125,9 +126,14 @@ def canary(params, name: str, processed_dir: Path) -> dict:
             environment.make_deterministic(CANARY_SEED, threads)
             model = build_model(name, params)  # the second is fresh: everything comes from the checkpoint
             model.register_forward_hook(on_forward)
-            with contextlib.suppress(_Interrupted):
+            try:
                 training.train(model, short, train_set, valid_set, device, CANARY_SEED, checkpoint,
                                on_epoch=on_epoch, name=f"canary {name}")
+            except _Interrupted:
+                continue
+            except MnistbenchError as err:  # a recipe that diverges: where it does is its behaviour too
+                trace.append([f"diverged: {err}", _hash(str(err))])
+            break
     trace.append(["final weights", _hash(*model.state_dict().values())])
     return {"machine": machine_class(device, threads), "digest": _hash([h for _, h in trace]), "trace": trace,
             "seconds": round(time.perf_counter() - started, 2)}
