@@ -331,7 +331,8 @@ def test_both_reports_say_which_differences_are_real(tiny_project):
     seeds = (project / "reproduce" / "reports" / "comparison.md").read_text()
     assert "Paired t-test over the seeds both models ran" in seeds and "| mlp vs vit_writeup | 2 |" in seeds
     assert "mlp is better than vit_writeup by" in seeds  # 1 epoch: the write-up's ViT stays near chance
-    assert "made at commit" in seeds and "**current**" in seeds
+    assert "made at commit" in seeds and "**current (2 models, 4 trainings: recipe, data, packages and canary" in seeds
+    assert "| on a fresh sample of digits |" in seeds  # the second interval, seeds and test images sampled
 
 
 @pytest.mark.slow
