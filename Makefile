@@ -6,7 +6,7 @@ BENCH_NAME ?= cpu
 # DVC runs each stage's `python` from PATH: make it the project's virtual environment.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup lock repro reproduce fashion-mnist time-to-accuracy check test bench gpu-check ui postgresql server server-stop push pull
+.PHONY: setup lock repro reproduce fashion-mnist time-to-accuracy check test bench counts valgrind gpu-check ui postgresql server server-stop push pull
 
 # Exactly the packages of requirements.lock, checked by their hashes, then the project itself; then a check
 # that nothing else is installed (mnistbench/lockfile.py).
@@ -67,6 +67,19 @@ bench: setup  ## kernel and training-step benchmarks on this machine -> reports/
 	mkdir -p reports/benchmarks
 	$(BIN)/pytest tests/benchmarks --benchmark-json=reports/benchmarks/$(BENCH_NAME).json
 	$(BIN)/python -m mnistbench.benchreport reports/benchmarks/*.json --out reports/benchmarks.md
+
+# Valgrind for the instruction counts: Debian's package, installed when missing (needs root and apt-get).
+valgrind:
+	@command -v valgrind >/dev/null || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -qq valgrind >/dev/null 2>&1 || \
+	  { apt-get update -qq >/dev/null 2>&1; apt-get install -y -qq valgrind >/dev/null; }; \
+	else echo "note: valgrind missing and not installable here (apt-get install valgrind needs root)"; fi
+
+COMMIT = $(shell git rev-parse --short=12 HEAD)
+counts: setup valgrind  ## instruction counts of the kernels and training steps (valgrind, ~5 min), gated against gates.yaml
+	$(BIN)/python -m mnistbench.instructions count --out reports/benchmarks/counts/$(COMMIT).json >/dev/null
+	$(BIN)/python -m mnistbench.instructions gate --counts reports/benchmarks/counts/$(COMMIT).json --gates gates.yaml
 
 gpu-check: setup  ## on a machine with a CUDA GPU: its benchmarks and the default pipeline on it (a few minutes)
 	$(BIN)/python -m mnistbench.gpu_check

@@ -1,9 +1,13 @@
-"""reports/benchmarks.md from pytest-benchmark JSON files (one per device or machine).
+"""reports/benchmarks.md from pytest-benchmark JSON files (one per device or machine), and the instruction
+counts' history (one JSON per commit, `python -m mnistbench.instructions count`).
 
     python -m mnistbench.benchreport reports/benchmarks/*.json --out reports/benchmarks.md
 
 Per device: median time, GFLOP/s, the speed-up against the reference implementation of the
 same group, and each kernel's GFLOP/s as a fraction of the sgemm GFLOP/s measured in the same run.
+Per counted benchmark: its instruction count at each commit of the history (in git's order), beside the
+median time of the same computation where a timing file has it, a chart, and every commit where a count
+rose by more than the instruction gate's tolerance over the commit before (asv's step detection, on counts).
 """
 
 from __future__ import annotations
@@ -100,7 +104,81 @@ def pipeline_section(blob: dict, path: Path) -> list[str]:
     return lines + [""]
 
 
-def write(paths: list[Path], out: Path) -> None:
+COUNTS = Path("reports/benchmarks/counts")  # one JSON per commit (and machine), written by .ci/run
+
+
+def commit_order() -> dict[str, int]:
+    """Each commit of HEAD's history (full and 12-digit ids) -> its position, oldest first."""
+    import subprocess
+
+    listed = subprocess.run(["git", "rev-list", "--reverse", "HEAD"], capture_output=True, text=True).stdout.split()
+    return {key: i for i, c in enumerate(listed) for key in (c, c[:12])}
+
+
+# The timed computation that a counted one is, by the count's name: (pytest-benchmark group, implementation).
+def timed_as(counted: str) -> tuple[str, str] | None:
+    if counted.startswith("training step "):
+        return "training step, batch 32", counted.removeprefix("training step ").split(",")[0]
+    if counted.startswith("kernel conv"):
+        return f"conv {counted.split()[1]} batch 32", "conv2d_channels_last"
+    return None
+
+
+def count_history(folder: Path, tolerance: float, times: dict[tuple[str, str], tuple[float, str]] | None = None
+                  ) -> tuple[list[str], list[tuple[str, list[tuple[str, int]]]]]:
+    """(markdown lines, [(benchmark, [(commit, count), ...])]) over the count files in `folder`; beside each
+    count, the median time of the same computation where `times` ({(group, impl): (seconds, file)}) has it."""
+    times = times or {}
+    files = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    if not files:
+        return [], []
+    order = commit_order()
+    files.sort(key=lambda f: order.get(f["machine"]["git_commit"][:12], len(order)))
+    series: list[tuple[str, list[tuple[str, int]]]] = []
+    lines = ["## Instruction counts per commit (`python -m mnistbench.instructions count`)", "",
+             f"Each under valgrind's callgrind, one thread, fp32, per call (mean of {files[0]['repeats']}); "
+             f"the CI gate allows ±{100 * tolerance:.0f}% (gates.yaml `instructions`). Machine: "
+             f"{files[-1]['machine']['cpu']}, {files[-1]['machine']['valgrind']}.", ""]
+    commits = [f["machine"]["git_commit"][:12] for f in files]
+    lines += ["| benchmark | " + " | ".join(commits) + " | median time (ms), 2 threads |",
+              "|---|" + "---|" * len(commits) + "---|"]
+    steps = []
+    for name in files[-1]["instructions"]:
+        points = [(f["machine"]["git_commit"][:12], f["instructions"][name]) for f in files if name in f["instructions"]]
+        series.append((name, points))
+        timed = times.get(timed_as(name))
+        lines.append(f"| {name} | " + " | ".join(f"{f['instructions'].get(name, 0):,}" for f in files)
+                     + f" | {f'{1e3 * timed[0]:.3f} (`{timed[1]}`)' if timed else '-'} |")
+        for (before, a), (after, b) in zip(points, points[1:]):
+            if b > a * (1 + tolerance):
+                steps.append(f"- {name}: +{100 * (b / a - 1):.1f}% at {after} ({a:,} -> {b:,}, after {before})")
+    lines += ["", *(steps or [f"No count rose by more than {100 * tolerance:.0f}% from one commit to the next "
+                              f"({len(files)} commit(s) counted)."]), ""]
+    return lines, series
+
+
+def plot_history(series: list[tuple[str, list[tuple[str, int]]]], out: Path) -> None:
+    """Each benchmark's count across commits, relative to its first: a step shows as a jump of its line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, points in series:
+        ax.plot(range(len(points)), [c / points[0][1] for _, c in points], marker="o", label=name)
+    commits = [c for c, _ in max((p for _, p in series), key=len)]
+    ax.set_xticks(range(len(commits)), commits, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("instructions, relative to the first commit")
+    ax.set_title("Instruction count per commit (callgrind, one thread)")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def write(paths: list[Path], out: Path, counts: Path = COUNTS, tolerance: float = 0.03) -> None:
     lines = ["# Kernel and training-speed benchmarks", "",
              "Generated by `python -m mnistbench.benchreport` from pytest-benchmark JSON (`make bench`);",
              "do not edit by hand. Median of the rounds; GFLOP/s from the FLOPs each benchmark records.", ""]
@@ -115,6 +193,16 @@ def write(paths: list[Path], out: Path) -> None:
         blob = json.loads(path.read_text())
         if "pipeline" in blob:
             lines += pipeline_section(blob, path)
+    times = {}
+    for path in paths:
+        if "pipeline" not in json.loads(path.read_text()):
+            for r in load(path)[1]:
+                times.setdefault((r["group"], r["impl"]), (r["median_s"], path.name))
+    history, series = count_history(counts, tolerance, times)
+    if series:
+        chart = out.parent / "benchmarks" / "instruction_counts.png"
+        plot_history(series, chart)
+        lines += [*history, f"![instruction counts per commit]({chart.relative_to(out.parent).as_posix()})", ""]
     write_text(out, "\n".join(lines))
 
 
@@ -122,8 +210,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("json", type=Path, nargs="+")
     parser.add_argument("--out", type=Path, default=Path("reports/benchmarks.md"))
+    parser.add_argument("--counts", type=Path, default=COUNTS, help="the instruction counts' history folder")
+    parser.add_argument("--gates", type=Path, default=Path("gates.yaml"))
     args = parser.parse_args()
-    write(args.json, args.out)
+    import yaml
+
+    tolerance = yaml.safe_load(args.gates.read_text())["instructions"]["tolerance"]
+    write(args.json, args.out, args.counts, tolerance)
     print(f"wrote {args.out}")
 
 

@@ -138,7 +138,7 @@ def gate(counts: dict, gates: dict) -> tuple[list[str], list[str]]:
             failures.append(f"{name}: {value:,} instructions, no baseline in gates.yaml (instructions.baseline)")
             continue
         change = value / baseline[name] - 1
-        line = (f"{name}: {value:,} instructions (baseline {baseline[name]:,}, {100 * change:+.1f}%, "
+        line = (f"{name}: {value:,} instructions (baseline {baseline[name]:,}, {100 * change:+.2f}%, "
                 f"tolerance {100 * tolerance:.0f}%) [instruction count]")
         (passes if abs(change) <= tolerance else failures).append(
             line if abs(change) <= tolerance else f"{line}: {'SLOWER' if change > 0 else 'FASTER'} beyond tolerance")
