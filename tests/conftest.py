@@ -78,3 +78,24 @@ def _in_the_fast_tier_unless_marked(item):
 # Setup too: a module-scoped fixture that runs `dvc repro` is the test's doing.
 pytest_runtest_setup = pytest.hookimpl(hookwrapper=True)(_in_the_fast_tier_unless_marked)
 pytest_runtest_call = pytest.hookimpl(hookwrapper=True)(_in_the_fast_tier_unless_marked)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """MNISTBENCH_TEST_ORDER_SEED=<n> make test: modules in a random order, and each module's tests, as
+    pytest-randomly shuffles them (a module's tests stay together, so its fixtures are built once): a test that
+    needs another to run first fails."""
+    seed = os.environ.get("MNISTBENCH_TEST_ORDER_SEED")
+    if not seed:
+        return
+    import random
+
+    rng = random.Random(int(seed))
+    modules: dict[str, list] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    order = list(modules)
+    rng.shuffle(order)
+    for tests in modules.values():
+        rng.shuffle(tests)
+    items[:] = [test for module in order for test in modules[module]]
+    config.get_terminal_writer().line(f"test order: random, MNISTBENCH_TEST_ORDER_SEED={seed}")
