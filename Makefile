@@ -96,10 +96,10 @@ postgresql:
 	else echo "note: PostgreSQL missing and not installable here (apt-get install postgresql needs root)"; fi
 
 server: setup postgresql  ## an MLflow server for a team: PostgreSQL + `mlflow server --serve-artifacts` on 127.0.0.1:5001
-	$(BIN)/python -m mnistbench.server start
+	$(BIN)/python -m mnistbench.server start $(if $(PORT),--port $(PORT)) $(if $(PG_PORT),--pg-port $(PG_PORT))
 
 server-stop:
-	$(BIN)/python -m mnistbench.server stop
+	$(BIN)/python -m mnistbench.server stop $(if $(PORT),--port $(PORT)) $(if $(PG_PORT),--pg-port $(PG_PORT))
 
 push: setup  ## send data and models to the DVC remote (.dvc/config; default ../mnistbench-dvc-storage)
 	$(BIN)/dvc push

@@ -73,7 +73,7 @@ def ray_node(cmd: list[str], env: dict):
 def runs_a_training(process: psutil.Process) -> bool:
     """Whether a process is a Ray worker running a training (Ray names its process after the task)."""
     try:
-        return "ray::_train_task" in " ".join(process.cmdline())
+        return "ray::train " in " ".join(process.cmdline())  # the task's name: train <model>-<seed>
     except psutil.NoSuchProcess:  # one of Ray's short-lived helpers, gone since it was listed
         return False
 
@@ -163,6 +163,9 @@ def test_a_training_no_node_can_hold_is_refused_naming_the_key():
         check_fits({"CPU": 64}, nodes, "the Ray cluster x")
     with pytest.raises(MnistbenchError, match=r"^matrix\.gpus_per_training: .* 2 GPUs, .* has 1;"):
         check_fits({"GPU": 2}, nodes, "the Ray cluster x")
+    with pytest.raises(MnistbenchError, match=r"^matrix\.cpus_per_training: each training asks for 1 CPUs, but no node "
+                                              r"of the Ray cluster x offers any; expected a node that does"):
+        check_fits({"CPU": 1}, [{"CPU": 0.0}], "the Ray cluster x")  # a head started with --num-cpus=0
 
 
 @pytest.mark.slow

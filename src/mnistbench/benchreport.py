@@ -157,21 +157,28 @@ def count_history(folder: Path, tolerance: float, times: dict[tuple[str, str], t
     return lines, series
 
 
-def plot_history(series: list[tuple[str, list[tuple[str, int]]]], out: Path) -> None:
-    """Each benchmark's count across commits, relative to its first: a step shows as a jump of its line."""
+def plot_history(series: list[tuple[str, list[tuple[str, int]]]], tolerance: float, out: Path) -> None:
+    """Each benchmark's count across commits, in percent of its first, against the gate's band: a step shows as
+    a line leaving the band; run-to-run noise stays a flat line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
+    band = 100 * tolerance
+    ax.axhspan(-band, band, color="0.92", label=f"the gate's tolerance (±{band:.0f}%)")
+    worst = band
     for name, points in series:
-        ax.plot(range(len(points)), [c / points[0][1] for _, c in points], marker="o", label=name)
+        change = [100 * (c / points[0][1] - 1) for _, c in points]
+        worst = max(worst, *map(abs, change))
+        ax.plot(range(len(points)), change, marker="o", label=name)
     commits = [c for c, _ in max((p for _, p in series), key=len)]
     ax.set_xticks(range(len(commits)), commits, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("instructions, relative to the first commit")
+    ax.set_ylim(-2 * worst, 2 * worst)
+    ax.set_ylabel("instructions, % change from the first commit")
     ax.set_title("Instruction count per commit (callgrind, one thread)")
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", ncol=2)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
@@ -201,7 +208,7 @@ def write(paths: list[Path], out: Path, counts: Path = COUNTS, tolerance: float 
     history, series = count_history(counts, tolerance, times)
     if series:
         chart = out.parent / "benchmarks" / "instruction_counts.png"
-        plot_history(series, chart)
+        plot_history(series, tolerance, chart)
         lines += [*history, f"![instruction counts per commit]({chart.relative_to(out.parent).as_posix()})", ""]
     write_text(out, "\n".join(lines))
 

@@ -165,6 +165,9 @@ def check_fits(request: dict[str, float], nodes: list[dict[str, float]], where: 
     for resource, amount in request.items():
         largest = max((node.get(resource, 0) for node in nodes), default=0)
         if amount > largest:
+            if largest == 0:  # "expected at most 0" is a value no training can have
+                raise MnistbenchError(f"{keys[resource]}: each training asks for {amount:g} {resource}s, but no node of "
+                                      f"{where} offers any; expected a node that does (`ray start --num-cpus=N`)")
             raise MnistbenchError(f"{keys[resource]}: each training asks for {amount:g} {resource}s, but the largest "
                                   f"node of {where} has {largest:g}; expected at most {largest:g}")
 
@@ -194,10 +197,12 @@ def _run_on_ray(trainings: list[Training], how: MatrixParams) -> list[bool]:
         request = {"CPU": how.cpus_per_training, "GPU": _gpus(trainings, how)}
         check_fits({k: v for k, v in request.items() if v}, [n["Resources"] for n in ray.nodes() if n["Alive"]],
                    f"the Ray cluster {os.environ.get('RAY_ADDRESS') or '(local)'}")
-        task = ray.remote(_train_task).options(num_cpus=how.cpus_per_training, num_gpus=request["GPU"],
-                                               max_retries=RETRIES_ON_WORKER_DEATH, retry_exceptions=False)
+        task = ray.remote(_train_task)
         cwd, code = Path.cwd(), train_stage.code_digest()
-        pending = {task.remote(t.params.model_dump(), t.model, t.seed, t.folders, t.tags, cwd, code): t
+        # Named after the training: `ray list tasks`, the dashboard and the worker's process title say which runs where.
+        pending = {task.options(num_cpus=how.cpus_per_training, num_gpus=request["GPU"], name=f"train {t.label}",
+                                max_retries=RETRIES_ON_WORKER_DEATH, retry_exceptions=False)
+                   .remote(t.params.model_dump(), t.model, t.seed, t.folders, t.tags, cwd, code): t
                    for t in trainings}
         with tqdm(total=len(pending), desc="train (Ray)", unit="training", file=sys.stdout) as bar:
             waited = 0.0
