@@ -19,12 +19,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import yaml
 
 from mnistbench import reference
 from mnistbench.comparisons import Reference
 from mnistbench.errors import MnistbenchError, exit_on_error, fail
+from mnistbench.files import read_json
 
 
 def accuracy_floors(gate: dict, root: Path) -> dict[str, tuple[float, str]]:
@@ -142,14 +144,19 @@ def main() -> None:
         passes, failures = accuracy_failures(args.metrics, accuracy_floors(gate, args.gates.parent))
     else:
         try:
-            passes, failures = speed_failures(json.loads(args.bench.read_text()), gates["speed"])
+            passes, failures = speed_failures(read_json(args.bench), gates["speed"])
         except MissingBenchmark as missing:
             fail(f"{args.bench}: {missing}; expected a full `pytest tests/benchmarks --benchmark-json` run")
+    verdict(args.gate, passes, failures)
+
+
+def verdict(gate: str, passes: list[str], failures: list[str]) -> NoReturn:
+    """Every check's line, the count of each, and exit 1 when any failed: the one way a gate ends."""
     for line in passes:
         print(f"ok    {line}")
     for line in failures:
         print(f"FAIL  {line}")
-    print(f"{args.gate}-gate: {len(passes)} passed, {len(failures)} failed")
+    print(f"{gate}-gate: {len(passes)} passed, {len(failures)} failed")
     sys.exit(1 if failures else 0)
 
 

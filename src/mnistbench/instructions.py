@@ -169,13 +169,10 @@ def main() -> None:
                 args.out.write_text(text)
             print(text, end="")
         else:
-            passes, failures = gate(json.loads(args.counts.read_text()), yaml.safe_load(args.gates.read_text()))
-            for line in passes:
-                print(f"ok    {line}")
-            for line in failures:
-                print(f"FAIL  {line}")
-            print(f"instructions-gate: {len(passes)} passed, {len(failures)} failed")
-            sys.exit(1 if failures else 0)
+            from mnistbench.files import read_json
+            from mnistbench.gates import verdict
+
+            verdict("instructions", *gate(read_json(args.counts), yaml.safe_load(args.gates.read_text())))
 
     run()
 
