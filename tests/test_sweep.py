@@ -78,7 +78,7 @@ def test_a_sprint_sweep_times_each_point_under_mlperfs_rules_and_keeps_what_it_r
                for r in runs[0] + runs[1])
     summary = (folder / "summary.md").read_text()
     assert "| cnn_tuned_99 | point-0 | 0.0100 | 1.00% | 3 of 3 |" in summary
-    assert "| cnn_tuned_99 | point-1 | 1.00 | 100.00% | 0 of 3 |" in summary and "(invalid)" in summary
+    assert "| cnn_tuned_99 | point-1 | 1.00 | 100.00% | 0 of 3 |" in summary and "no result: 3 of 3 runs missed" in summary
     again = sweep(tmp_path, env, *args)  # every run is on record with the same recipe: nothing is timed again
     assert again.returncode == 0 and "epoch" not in again.stderr
     wrong = sweep(tmp_path, env, "--sprints", "cnn_tuned_100", "--set", f"{key}.goal_seconds=5")
