@@ -34,12 +34,18 @@ def test_an_unchanged_build_passes_and_a_benchmark_without_a_baseline_fails():
         "training step lenet5, batch 32: 5 instructions, no baseline in gates.yaml (instructions.baseline)"]
 
 
-def test_the_committed_baseline_counts_every_registered_benchmark_of_the_default_pipeline():
-    from mnistbench.config import load_params
+def test_the_committed_baseline_has_a_training_step_of_every_registered_model():
+    from mnistbench.models import REGISTRY
 
     baseline = yaml.safe_load((ROOT / "gates.yaml").read_text())["instructions"]["baseline"]
-    models = load_params(ROOT / "params.yaml").model_names()
-    assert {f"training step {m}, batch 32" for m in models} <= set(baseline)
+    assert {f"training step {m}, batch 32" for m in REGISTRY} <= set(baseline)
+
+
+def test_a_benchmark_of_the_baseline_that_was_not_counted_fails():
+    missing = counts(1_000_000)
+    del missing["instructions"]["kernel conv1 forward, batch 32"]
+    assert instructions.gate(missing, GATES)[1] == [
+        "kernel conv1 forward, batch 32: not counted (baseline 2,000,000); expected every benchmark of the baseline"]
 
 
 def test_the_history_names_the_commit_where_a_count_rose(tmp_path, monkeypatch):

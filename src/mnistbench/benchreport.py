@@ -147,7 +147,8 @@ def count_history(folder: Path, tolerance: float, times: dict[tuple[str, str], t
         points = [(f["machine"]["git_commit"][:12], f["instructions"][name]) for f in files if name in f["instructions"]]
         series.append((name, points))
         timed = times.get(timed_as(name))
-        lines.append(f"| {name} | " + " | ".join(f"{f['instructions'].get(name, 0):,}" for f in files)
+        lines.append(f"| {name} | " + " | ".join(f"{f['instructions'][name]:,}" if name in f["instructions"] else "-"
+                                                  for f in files)
                      + f" | {f'{1e3 * timed[0]:.3f} (`{timed[1]}`)' if timed else '-'} |")
         for (before, a), (after, b) in zip(points, points[1:]):
             if b > a * (1 + tolerance):
