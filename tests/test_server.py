@@ -31,14 +31,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def tracking_server():
+def a_server():
+    """A server of the test's own (PostgreSQL + MLflow), stopped and removed afterwards."""
     folder = Path(tempfile.mkdtemp(prefix="mnistbench-server-"))
     os.chmod(folder, 0o755)  # run as root, the cluster belongs to `postgres`, which must reach it (pytest's tmp is 0700)
     url = server.start(folder, free_port(), free_port())
     yield folder, url
     server.stop(folder)
     shutil.rmtree(folder, ignore_errors=True)
+
+
+tracking_server = pytest.fixture(scope="module")(a_server)  # shared by the tests that leave it running
+own_server = pytest.fixture(a_server)  # for a test that stops it: any order of the tests stays valid
 
 
 def trainer(tmp_path, url, seed, epochs, model="mlp"):
@@ -130,10 +134,9 @@ def test_a_taken_port_is_refused_before_anything_starts():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-# Last: it stops the module's server.
 @pytest.mark.slow
-def test_a_server_stopping_mid_run_fails_the_training_in_seconds(tracking_server, tmp_path):
-    folder, url = tracking_server
+def test_a_server_stopping_mid_run_fails_the_training_in_seconds(own_server, tmp_path):
+    folder, url = own_server
     training = trainer(tmp_path, url, seed=7, epochs=400)
     until_each_logged_an_epoch(url, [training], ["mlp-7"])
     server.stop_mlflow(folder)
