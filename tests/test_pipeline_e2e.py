@@ -12,6 +12,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import ROOT
+from mnistbench import reference
 from mnistbench.scratch import copy_project
 
 
@@ -277,6 +278,36 @@ def test_a_variant_rerun_retrains_nothing_and_a_bad_overlay_is_named(tiny_projec
         overlay.write_text(original)
     assert bad.returncode == 1 and "seeds.train" in bad.stderr and "Traceback" not in bad.stderr
     assert (project / "reproduce" / "reports" / "claims.md").is_file()  # the previous record is kept
+
+
+@pytest.mark.slow
+def test_a_fresh_clone_grows_the_reproduction_by_its_new_seed_only(tiny_project):
+    """No workspace and no weights (a fresh clone): `make reproduce` starts from the committed record, keeps its
+    trainings by their recorded evaluations, and trains only the seed added to the list."""
+    project, env = tiny_project
+    record = project / "reproduce" / "reports"
+    lock = yaml.safe_load((project / "reproduce" / "dvc.lock").read_text())["stages"]
+    for folder in ("train", "metrics", "predictions"):  # the hash reference.bind_evaluations checks is DVC's own
+        [entry] = [e for e in lock["evaluate"]["deps"] + lock["evaluate"]["outs"] if e["path"] == f"reports/{folder}"]
+        assert entry["md5"] == reference.dvc_folder_md5(record / folder) + ".dir"
+    tested = {p.name: p.read_bytes() for p in (record / "metrics").iterdir()}
+    overlay = project / "reproduce" / "params.yaml"
+    original = overlay.read_text()
+    shutil.rmtree(project / ".variants" / "reproduce")
+    overlay.write_text(yaml.safe_dump(yaml.safe_load(original) | {"seeds": {"train": [0, 1, 2]}}))
+    try:
+        grown = run(reproduce_cmd(), project, env)
+    finally:
+        overlay.write_text(original)
+    assert grown.returncode == 0, grown.stdout[-3000:] + grown.stderr[-3000:]
+    assert "2 trained, 4 up to date" in grown.stdout and "4 recorded evaluations kept" in grown.stdout
+    assert sorted(p.name for p in (record / "metrics").iterdir()) == sorted(
+        [*tested, "mlp-2.json", "vit_writeup-2.json"])
+    assert all((record / "metrics" / name).read_bytes() == body for name, body in tested.items())
+    assert "(n=3)" in (record / "comparison.md").read_text()
+    back = run(reproduce_cmd(), project, env)  # the record the other tests read: two seeds, nothing retrained
+    assert back.returncode == 0 and "0 trained, 4 up to date" in back.stdout, back.stdout[-3000:] + back.stderr[-2000:]
+    assert sorted(p.name for p in (record / "metrics").iterdir()) == sorted(tested)
 
 
 @pytest.mark.slow

@@ -62,6 +62,7 @@ class Training:
 def run(params: Params, processed: Path, models_dir: Path, reports: Path, checkpoints: Path) -> None:
     for path in prune(params, models_dir, reports):
         print(f"removed {path}: its pair is not in pipeline.models x seeds.train")
+    models_dir.mkdir(parents=True, exist_ok=True)  # DVC's output, even when every pair's weights are elsewhere
     folders = [p.resolve() for p in (processed, models_dir, reports, checkpoints)]
     execute([Training(params, m, s, folders) for m, s in params.runs()], params.matrix)
 

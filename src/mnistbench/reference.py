@@ -11,7 +11,8 @@ and its canary compared with today's code's. The bytes of the code do not matter
 
 A record made before trainings recorded their identity has the hashes of its files and a fingerprint of its
 settings instead: its commit (or, where that commit is gone, the first commit of this history that holds those
-files) is replayed. `--upgrade` then writes the identity and that commit into such records.
+files) is replayed. `--upgrade` then writes the identity and that commit into such records, and into evaluations
+made before they named their training, the training they are of (checked against the dvc.lock beside them).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from mnistbench import codebase, identity, layout
 from mnistbench.errors import MnistbenchError, exit_on_error
-from mnistbench.files import read_json, write_json
+from mnistbench.files import read_json, sha256_of, write_json
 from mnistbench.settings import ROOT
 
 TRAINING_CODE = codebase.PACKAGE / "train_stage.py"  # the module whose closure a training's record lists
@@ -177,6 +178,51 @@ def upgrade(reports: Path, data: Path) -> int:
     return len(upgrades)
 
 
+def dvc_folder_md5(folder: Path) -> str:
+    """The MD5 DVC's lock gives a folder: of the JSON list of its files' relative paths and MD5s."""
+    entries = [{"md5": hashlib.md5(path.read_bytes()).hexdigest(), "relpath": path.relative_to(folder).as_posix()}
+               for path in sorted(p for p in folder.rglob("*") if p.is_file())]
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest()
+
+
+def bind_evaluations(reports: Path, data: Path) -> int:
+    """Write into each evaluation made before evaluations named what they are of (metrics/<run>.json without
+    `training`) the training (its MLflow run, its weights' SHA-256 where recorded), test split and predictions it
+    is of; returns how many. Only on the evidence of the
+    pipeline's dvc.lock beside `reports`: its evaluate stage read today's training records and the models folder its
+    train stage wrote, and wrote exactly today's metrics, predictions and summary folders. Without that evidence
+    nothing is written."""
+    import yaml
+
+    from mnistbench import evaluate_stage
+
+    reports = Path(reports)
+    lock_file = reports.parent / "dvc.lock"
+    legacy = [p for p in _record_files(reports / layout.METRICS) if "training" not in read_json(p)]
+    if not legacy:
+        return 0
+    stages = yaml.safe_load(lock_file.read_text()).get("stages", {}) if lock_file.is_file() else {}
+    hashes = {(stage, kind, entry["path"]): entry.get("md5") for stage, body in stages.items()
+              for kind in ("deps", "outs") for entry in body.get(kind, [])}
+    models_read = hashes.get(("evaluate", "deps", "models"))
+    evidence = [models_read is not None and models_read == hashes.get(("train", "outs", "models")),
+                hashes.get(("evaluate", "deps", f"reports/{layout.TRAIN}")) == dvc_folder_md5(reports / layout.TRAIN) + ".dir"
+                ] + [hashes.get(("evaluate", "outs", f"reports/{folder}")) == dvc_folder_md5(reports / folder) + ".dir"
+                     for folder in evaluate_stage.OUTPUTS]
+    if not all(evidence):
+        raise MnistbenchError(f"{lock_file}: does not show that {reports}'s evaluations are of its training records "
+                              f"and the models its train stage wrote (its entries and today's folders differ); "
+                              f"nothing bound")
+    test_data = evaluate_stage.test_digest(data)
+    for path in legacy:
+        tested = read_json(path)
+        trained = read_json(layout.run_file(reports, layout.TRAIN, path.stem))
+        predictions = layout.run_file(reports, layout.PREDICTIONS, path.stem)
+        write_json(path, tested | {"training": trained["mlflow_run_id"], "model_sha256": trained.get("model_sha256"),
+                                   "test_data": test_data, "predictions_sha256": sha256_of(predictions)})
+    return len(legacy)
+
+
 @exit_on_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -185,10 +231,12 @@ def main() -> None:
                         help="the processed splits the canaries replay on (default: data/processed)")
     parser.add_argument("--check", action="store_true", help="exit 1 unless the record is current")
     parser.add_argument("--upgrade", action="store_true",
-                        help="write identities into current records made before identities existed")
+                        help="write identities into current records made before identities existed, and into "
+                             "older evaluations the training they are of (on the evidence of the dvc.lock beside)")
     args = parser.parse_args()
     if args.upgrade:
-        print(f"{args.reports}: {upgrade(args.reports, args.data)} records given their identity")
+        print(f"{args.reports}: {upgrade(args.reports, args.data)} records given their identity, "
+              f"{bind_evaluations(args.reports, args.data)} evaluations the training they are of")
     verdict = status(args.reports, args.data)
     print(f"{args.reports}: {verdict}")
     if args.check and not verdict.startswith("current"):

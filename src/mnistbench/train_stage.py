@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from mnistbench import codebase, data, environment, identity, layout, tracking, training
+from mnistbench import codebase, data, environment, evaluate_stage, identity, layout, tracking, training
 from mnistbench.config import Params, run_name
 from mnistbench.figures import plot_curves
 from mnistbench.files import atomic_path, csv_text, read_json, sha256_of, write_json, write_text
@@ -31,16 +31,21 @@ def code_digest() -> str:
     return codebase.digest(code_files())
 
 
-def is_current(record: Path, weights: Path, params: Params, name: str, seed: int, today: dict,
+def is_current(reports: Path, run: str, weights: Path, params: Params, name: str, seed: int, today: dict,
                processed_dir: Path) -> bool:
-    """Whether `record` is of this pair, holds today's identity (on another machine class, the record's own commit
-    is replayed here: identity.judge), and `weights` are the bytes its training wrote."""
-    if not record.is_file() or not weights.is_file():
+    """Whether the pair's record (reports/train/<run>.json) is of this seed, holds today's identity (on another machine class, the record's own commit
+    is replayed here: identity.judge), and `weights` are the bytes its training wrote, or, where they are not
+    here (a record that grows by new seeds in a fresh clone), its recorded evaluation is of this training."""
+    record = layout.run_file(reports, layout.TRAIN, run)
+    if not record.is_file():
         return False
     made = read_json(record)
     if made.get("seed") != seed or "identity" not in made:
         return False
-    if made.get("model_sha256") not in (None, sha256_of(weights)):
+    if not weights.is_file():
+        if evaluate_stage.evaluation_differs(reports, run, made, processed_dir):
+            return False
+    elif made.get("model_sha256") not in (None, sha256_of(weights)):
         print(f"{weights}: not the file its training wrote (its SHA-256 differs from {record}'s); trained again",
               file=sys.stderr)
         return False
@@ -57,8 +62,9 @@ def train(params: Params, name: str, seed: int, processed_dir: Path, models_dir:
     today = identity.identity(params, name, processed_dir)  # first: its canary draws from the RNGs
     record = layout.run_file(reports, layout.TRAIN, run)
     if layout.run_file(reports, layout.HISTORY, run).is_file() and \
-            is_current(record, models_dir / f"{run}.pt", params, name, seed, today, processed_dir):
-        print(f"{run}: up to date (its record holds today's recipe, data, packages and canary), not trained again")
+            is_current(reports, run, models_dir / f"{run}.pt", params, name, seed, today, processed_dir):
+        print(f"{run}: up to date (its record holds today's recipe, data, packages and canary), not trained again"
+              + ("" if (models_dir / f"{run}.pt").is_file() else "; its weights are not here, its evaluation stands"))
         return False
     environment.make_deterministic(seed, tp.threads)
     device = environment.resolve_device(tp.device)

@@ -7,7 +7,8 @@ key by key (reproduce/: ten seeds and the write-up's ViT as written; fashion-mni
 dataset). Its run happens in a workspace, .variants/<name>/ (ignored by git and DVC): the project's files,
 params.yaml = the project's with the variant's keys on top, and the workspace's own dvc.lock and
 outputs. The workspace is kept, so a rerun (or a run after an interruption) retrains only what DVC finds
-stale. Afterwards the workspace's dvc.lock and reports/ are copied into the variant's folder: the
+stale; a new workspace starts from the variant's committed record, so that a fresh clone adds seeds to it
+without training again what it holds (train_stage.is_current). Afterwards the workspace's dvc.lock and reports/ are copied into the variant's folder: the
 committed record of the run. Its MLflow runs go to the project's store, in the variant's experiment.
 """
 
@@ -50,6 +51,12 @@ def prepare(name: str) -> tuple[Path, dict]:
     # The project's own record and the variants' folders are not the workspace's: it writes its own.
     variants = [p.parent.name for p in ROOT.glob("*/params.yaml")]
     copy_project(workspace, skip=[*RECORD, *variants])
+    if not (workspace / "dvc.lock").exists() and (ROOT / name / "dvc.lock").is_file():
+        # A fresh workspace (a fresh clone) starts from the committed record: its trainings whose identity still
+        # holds are kept, without their weights, by their recorded evaluations, and only what is new is trained.
+        shutil.rmtree(workspace / "reports", ignore_errors=True)
+        shutil.copytree(ROOT / name / "reports", workspace / "reports")
+        shutil.copy2(ROOT / name / "dvc.lock", workspace / "dvc.lock")
     (workspace / "params.yaml").write_text(
         f"# params.yaml + {name}/params.yaml, written by mnistbench.variant: edit those, not this\n"
         + yaml.safe_dump(merged, sort_keys=False))
