@@ -90,7 +90,7 @@ def test_every_registered_model_has_a_params_section_and_nothing_else_does():
 
 
 def test_vit_patches_are_row_major_7x7_tiles():
-    model = ViT(patch_size=7)
+    model = ViT(patch_size=7, dim=64, depth=1, heads=4, mlp_dim=128, dropout=0.0)
     images = torch.arange(28 * 28, dtype=torch.float32).reshape(1, 1, 28, 28)
     patches = model.patches(images)
     assert patches.shape == (1, 16, 49)
@@ -100,13 +100,16 @@ def test_vit_patches_are_row_major_7x7_tiles():
 
 def test_attention_matches_the_textbook_formula():
     torch.manual_seed(0)
-    attn = MultiHeadSelfAttention(dim=16, heads=4)
+    attn = MultiHeadSelfAttention(dim=16, heads=4, dropout=0.0)
     x = torch.randn(2, 5, 16)
     q, k, v = attn.qkv(x).chunk(3, dim=-1)
     heads = lambda t: t.view(2, 5, 4, 4).transpose(1, 2)  # noqa: E731
     weights = F.softmax(heads(q) @ heads(k).transpose(-1, -2) / math.sqrt(4), dim=-1)
     expected = attn.out((weights @ heads(v)).transpose(1, 2).reshape(2, 5, 16))
     assert torch.allclose(attn(x), expected, atol=1e-6)
+
+
+SMALL_WRITEUP_VIT = {"patch_size": 7, "dim": 64, "depth": 2, "heads": 4, "dim_head": 16, "mlp_dim": 128}
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
@@ -121,7 +124,7 @@ def test_writeup_vit_computes_exactly_what_its_code_as_written_computes(dropout)
         SingleHeadAttention.forward = forward
         try:
             torch.manual_seed(0)
-            model = WriteupViT(depth=2, dropout=dropout)
+            model = WriteupViT(**SMALL_WRITEUP_VIT, dropout=dropout)
             optimizer = torch.optim.Adam(model.parameters(), 1e-3)
             data = torch.Generator().manual_seed(1)
             for _ in range(4):
@@ -141,7 +144,7 @@ def test_writeup_vit_computes_exactly_what_its_code_as_written_computes(dropout)
     assert all(torch.equal(fast[k], written[k]) for k in fast)
     assert torch.equal(fast_out, written_out)
     torch.manual_seed(0)
-    assert not torch.equal(fast["head.weight"], WriteupViT(depth=2).state_dict()["head.weight"])  # it trained
+    assert not torch.equal(fast["head.weight"], WriteupViT(**SMALL_WRITEUP_VIT, dropout=dropout).state_dict()["head.weight"])  # it trained
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ class MlpParams(ModelSection):
     hidden: PositiveInt
 
 
-def build_mlp(hidden: int = 100) -> nn.Sequential:
+def build_mlp(hidden: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Flatten(),
         nn.Linear(28 * 28, hidden),

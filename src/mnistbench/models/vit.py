@@ -37,7 +37,7 @@ class VitParams(ModelSection):
 
 
 class MultiHeadSelfAttention(nn.Module):
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+    def __init__(self, dim: int, heads: int, dropout: float):
         super().__init__()
         self.heads = heads
         self.dropout = dropout
@@ -53,7 +53,7 @@ class MultiHeadSelfAttention(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    def __init__(self, dim: int, heads: int, mlp_dim: int, dropout: float = 0.0):
+    def __init__(self, dim: int, heads: int, mlp_dim: int, dropout: float):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = MultiHeadSelfAttention(dim, heads, dropout)
@@ -68,7 +68,9 @@ class EncoderLayer(nn.Module):
 
 
 class ViT(nn.Module):
-    def __init__(self, patch_size=7, dim=64, depth=4, heads=4, mlp_dim=128, dropout=0.0, image_size=28, channels=1):
+    # Its sizes come from params.yaml (models.vit, models.vit_tuned), their one home; the image's from MNIST.
+    def __init__(self, patch_size: int, dim: int, depth: int, heads: int, mlp_dim: int, dropout: float,
+                 image_size: int = 28, channels: int = 1):
         super().__init__()
         self.patch_size = patch_size
         num_patches = (image_size // patch_size) ** 2

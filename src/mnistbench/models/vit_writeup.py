@@ -129,7 +129,7 @@ class ViTLayer(nn.Module):
 class WriteupViT(ViT):
     """Our ViT's patching, embeddings and head around the write-up's layers."""
 
-    def __init__(self, patch_size=7, dim=64, depth=4, heads=4, dim_head=16, mlp_dim=128, dropout=0.0):
+    def __init__(self, patch_size: int, dim: int, depth: int, heads: int, dim_head: int, mlp_dim: int, dropout: float):
         super().__init__(patch_size=patch_size, dim=dim, depth=0, heads=heads, mlp_dim=mlp_dim, dropout=dropout)
         self.layers = nn.Sequential(*[ViTLayer(dim, heads, dim_head, mlp_dim, dropout) for _ in range(depth)])
 
