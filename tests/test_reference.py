@@ -91,6 +91,16 @@ def test_a_comment_in_every_file_a_training_imports_leaves_the_record_current(pr
 
 
 @pytest.mark.slow
+def test_a_record_with_fewer_seeds_than_its_params_ask_for_is_incomplete_not_current(project):
+    with edited(project / "params.yaml", "  per_model: {}", "  per_model: {cnn_tuned: [0, 1, 2, 3, 5]}"):
+        verdict = status(project)
+        check = subprocess.run([sys.executable, "-m", "mnistbench.reference", "reports", "--check"], cwd=project,
+                               env={"PYTHONPATH": str(project / "src"), "PATH": "/usr/bin:/bin"}, capture_output=True)
+    assert verdict.startswith("incomplete: the 4 trainings it holds are current"), verdict
+    assert "its params ask for 3 more (cnn_tuned seeds 2-3, 5)" in verdict and check.returncode == 1
+
+
+@pytest.mark.slow
 def test_a_changed_recipe_key_is_named_with_both_values(project):
     with edited(project / "params.yaml", "  lr: 0.001\n", "  lr: 0.01\n"):
         verdict = status(project)

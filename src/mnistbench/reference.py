@@ -1,13 +1,14 @@
 """A pipeline's record as a reference: its per-seed test accuracies, and whether today's code still computes
 what made them.
 
-    python -m mnistbench.reference reproduce/reports           # current, or stale: <model>: <what differs>
+    python -m mnistbench.reference reproduce/reports           # current; stale: <model>: <what differs>; incomplete
     python -m mnistbench.reference reproduce/reports --check   # the same, exit 1 unless current (CI)
 
 Judged by behaviour, model by model (identity.py): the record is current when every model's recipe (params.yaml,
 with the variant's keys for a variant's reports), processed data and requirements.lock are the record's, and its
 canary on this machine equals the record's; on another machine class the record's own commit is replayed here
-and its canary compared with today's code's. The bytes of the code do not matter: a comment is no change.
+and its canary compared with today's code's. The bytes of the code do not matter: a comment is no change. A
+record that lacks trainings its params ask for (seeds added) is "incomplete", naming them.
 
 A record made before trainings recorded their identity has the hashes of its files and a fingerprint of its
 settings instead: its commit (or, where that commit is gone, the first commit of this history that holds those
@@ -162,8 +163,35 @@ def status(reports: Path, data: Path | None = None) -> str:
     stale = [f"{name}: {', '.join(found)}" for name, found in verdicts.items() if found]
     if stale:
         return "stale: " + "; ".join(stale)
-    return (f"current ({len(verdicts)} models, {n} trainings: recipe, data, packages and canary as recorded; "
-            f"canaries run on {' / '.join(sorted(machines))})")
+    held = (f"{len(verdicts)} models, {n} trainings: recipe, data, packages and canary as recorded; "
+            f"canaries run on {' / '.join(sorted(machines))}")
+    missing = lacking(Path(reports))
+    if missing:
+        return (f"incomplete: the {n} trainings it holds are current ({held}), but its params ask for "
+                f"{sum(map(len, missing.values()))} more ({'; '.join(f'{m} seeds {_seeds(s)}' for m, s in missing.items())}), "
+                f"which the pipeline (make reproduce, for reproduce/) trains")
+    return f"current ({held})"
+
+
+def lacking(reports: Path) -> dict[str, list[int]]:
+    """{model: seeds} that the reports' params ask for and its records do not hold."""
+    held = {(r["model"], r["seed"]) for r in map(read_json, _record_files(reports / layout.TRAIN))}
+    missing: dict[str, list[int]] = {}
+    for name, seed in params_for(reports).runs():
+        if (name, seed) not in held:
+            missing.setdefault(name, []).append(seed)
+    return missing
+
+
+def _seeds(seeds: list[int]) -> str:
+    """[3, 4, 5, 9] -> '3-5, 9'."""
+    spans: list[list[int]] = []
+    for seed in sorted(seeds):
+        if spans and seed == spans[-1][-1] + 1:
+            spans[-1].append(seed)
+        else:
+            spans.append([seed])
+    return ", ".join(str(s[0]) if len(s) == 1 else f"{s[0]}-{s[-1]}" for s in spans)
 
 
 def upgrade(reports: Path, data: Path) -> int:
