@@ -300,7 +300,7 @@ def test_a_fresh_clone_grows_the_reproduction_by_its_new_seed_only(tiny_project)
     finally:
         overlay.write_text(original)
     assert grown.returncode == 0, grown.stdout[-3000:] + grown.stderr[-3000:]
-    assert "2 trained, 4 up to date" in grown.stdout and "4 recorded evaluations kept" in grown.stdout
+    assert "2 trained, 4 up to date" in grown.stdout and "4 recorded evaluations kept (mlp x2, vit_writeup x2)" in grown.stdout
     assert sorted(p.name for p in (record / "metrics").iterdir()) == sorted(
         [*tested, "mlp-2.json", "vit_writeup-2.json"])
     assert all((record / "metrics" / name).read_bytes() == body for name, body in tested.items())

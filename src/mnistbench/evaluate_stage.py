@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from tqdm import tqdm
@@ -134,5 +135,6 @@ def evaluate_all(params: Params, processed_dir: Path, models_dir: Path, reports:
                 shutil.rmtree(reports / name, ignore_errors=True)
                 os.replace(folder, reports / name)
     if kept:
-        print(f"{len(kept)} recorded evaluations kept: their weights are not here, and each is of the training its "
-              f"record names, on these test images ({', '.join(kept)})")
+        per_model = Counter(run.rsplit("-", 1)[0] for run in kept)
+        print(f"{len(kept)} recorded evaluations kept ({', '.join(f'{m} x{n}' for m, n in per_model.items())}): their "
+              f"weights are not here, and each is of the training its record names, on these test images")
