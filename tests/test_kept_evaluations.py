@@ -119,3 +119,23 @@ def test_without_that_evidence_nothing_is_bound(tmp_path):
     with pytest.raises(MnistbenchError, match="dvc.lock: does not show"):
         reference.bind_evaluations(reports, data)
     assert (reports / "metrics" / "mlp-0.json").read_bytes() == before
+
+
+def test_a_pair_without_weights_is_retrained_by_default_and_kept_where_the_record_grows(tmp_path):
+    """matrix.without_weights: the default pipeline's clone trains its runs itself; reproduce/ keeps what it has."""
+    from mnistbench import train_stage
+
+    data = processed(tmp_path / "processed")
+    reports = tmp_path / "reports"
+    recorded_pair(reports, data)
+    made = {"recipe": {}, "data": "d", "lock": "l", "installed_vs_lock": [],
+            "canary": {"machine": "m", "digest": "c", "trace": []}}
+    record = reports / "train" / "mlp-0.json"
+    record.write_text(json.dumps(json.loads(record.read_text()) | {"identity": made, "environment": {"git_commit": "0"}}))
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for setting, kept in (("retrain", False), ("keep", True)):
+        raw["matrix"]["without_weights"] = setting
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+        params = load_params(tmp_path / "params.yaml")
+        assert train_stage.is_current(reports, "mlp-0", tmp_path / "models" / "mlp-0.pt", params, "mlp", 0, made,
+                                      data) is kept, setting

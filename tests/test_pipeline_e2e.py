@@ -56,7 +56,7 @@ def tiny_project(tmp_path_factory, mnist_dir):
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (project / "reproduce" / "params.yaml").write_text(yaml.safe_dump({
         "pipeline": {"models": ["mlp", "vit_writeup"]}, "seeds": {"train": [0, 1]},
-        "mlflow": {"experiment": "mnistbench-reproduce"},
+        "matrix": {"without_weights": "keep"}, "mlflow": {"experiment": "mnistbench-reproduce"},
     }))
     page = ROOT / ".dvc" / "plots" / "index.html"  # made by `make setup`, ignored by git
     shutil.copyfile(page, project / ".dvc" / "plots" / "index.html")

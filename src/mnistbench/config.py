@@ -118,6 +118,9 @@ class MatrixParams(Section):
     # GPUs each Ray task asks for (Ray hides GPUs from a task that asks for none); auto: 1 when the cluster
     # has a GPU and train.device is not cpu, else 0. A fraction shares a GPU between trainings.
     gpus_per_training: Literal["auto"] | float = Field(union_mode="left_to_right")
+    # A pair whose record holds today's identity but whose weights are not here: retrain it, or keep it by its
+    # recorded evaluation of that training (a record that grows by new seeds; docs/identity.md).
+    without_weights: Literal["retrain", "keep"]
 
     @field_validator("gpus_per_training")
     @classmethod

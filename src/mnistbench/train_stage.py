@@ -35,7 +35,8 @@ def is_current(reports: Path, run: str, weights: Path, params: Params, name: str
                processed_dir: Path) -> bool:
     """Whether the pair's record (reports/train/<run>.json) is of this seed, holds today's identity (on another machine class, the record's own commit
     is replayed here: identity.judge), and `weights` are the bytes its training wrote, or, where they are not
-    here (a record that grows by new seeds in a fresh clone), its recorded evaluation is of this training."""
+    here and matrix.without_weights is keep (a record that grows by new seeds in a fresh clone), its recorded
+    evaluation is of this training."""
     record = layout.run_file(reports, layout.TRAIN, run)
     if not record.is_file():
         return False
@@ -43,7 +44,8 @@ def is_current(reports: Path, run: str, weights: Path, params: Params, name: str
     if made.get("seed") != seed or "identity" not in made:
         return False
     if not weights.is_file():
-        if evaluate_stage.evaluation_differs(reports, run, made, processed_dir):
+        if params.matrix.without_weights == "retrain" or evaluate_stage.evaluation_differs(reports, run, made,
+                                                                                             processed_dir):
             return False
     elif made.get("model_sha256") not in (None, sha256_of(weights)):
         print(f"{weights}: not the file its training wrote (its SHA-256 differs from {record}'s); trained again",
