@@ -51,6 +51,22 @@ def test_a_sweep_trains_each_point_as_the_stage_would_and_ranks_them_on_valid(tm
 
 
 @pytest.mark.slow
+def test_a_points_folder_is_written_as_its_training_ends_and_not_before(tmp_path):
+    """A 1,000-point sweep must not write 1,000 folders up front: here a point whose training diverges at its
+    first step never gets one, and the point that trained does."""
+    fake_processed(tmp_path / "processed", n_train=256, n_valid=64)
+    params = yaml.safe_load(tiny_params(tmp_path / "params.yaml", epochs=1).read_text())
+    params["train"]["optimizer"] = "sgd"  # at lr 1e10 its loss is NaN within the first steps
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "PYTHONPATH": str(ROOT / "src")}
+    done = sweep(tmp_path, env, "--set", "train.lr=0.001,1.0e+10")
+    assert done.returncode == 1 and "1 of 2 trainings failed" in done.stderr, done.stderr[-2000:]
+    assert yaml.safe_load((tmp_path / "sweeps" / "lr" / "point-0" / "point.yaml").read_text()) == {"train.lr": 0.001}
+    assert not (tmp_path / "sweeps" / "lr" / "point-1").exists()
+
+
+@pytest.mark.slow
 def test_a_bad_sweep_key_is_named_before_anything_runs(tmp_path):
     fake_processed(tmp_path / "processed", n_train=64, n_valid=64)
     tiny_params(tmp_path / "params.yaml", epochs=1)

@@ -20,6 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from tqdm import tqdm
 
@@ -67,13 +68,16 @@ def run(params: Params, processed: Path, models_dir: Path, reports: Path, checkp
     execute([Training(params, m, s, folders) for m, s in params.runs()], params.matrix)
 
 
-def execute(trainings: list[Training], how: MatrixParams) -> None:
-    """Train each, as Ray tasks or one after another (`how.executor`); every failure is reported, none hides another."""
+def execute(trainings: list[Training], how: MatrixParams, on_done: Callable[[Training], None] = lambda t: None) -> None:
+    """Train each, as Ray tasks or one after another (`how.executor`); every failure is reported, none hides another.
+    `on_done(training)` runs in this process after each training that ended well (trained, or up to date)."""
     if how.executor == "ray":
-        trained = _run_on_ray(trainings, how)
+        trained = _run_on_ray(trainings, how, on_done)
     else:
-        trained = [train_stage.train(t.params, t.model, t.seed, *t.folders, tags=t.tags)
-                   for t in tqdm(trainings, desc="train (local)", unit="training", file=sys.stdout)]
+        trained = []
+        for t in tqdm(trainings, desc="train (local)", unit="training", file=sys.stdout):
+            trained.append(train_stage.train(t.params, t.model, t.seed, *t.folders, tags=t.tags))
+            on_done(t)
     print(f"{sum(trained)} trained, {len(trained) - sum(trained)} up to date (not trained again)")
 
 
@@ -188,7 +192,7 @@ def _still_fits(request: dict[str, float], waited: float, left: int) -> None:
               f"{request['CPU']:g})", file=sys.stderr)
 
 
-def _run_on_ray(trainings: list[Training], how: MatrixParams) -> list[bool]:
+def _run_on_ray(trainings: list[Training], how: MatrixParams, on_done: Callable[[Training], None]) -> list[bool]:
     """Whether each training ran (False: it was up to date); raises after all finished if any failed."""
     import ray
 
@@ -218,6 +222,7 @@ def _run_on_ray(trainings: list[Training], how: MatrixParams) -> list[bool]:
                 t = pending.pop(ready)
                 try:
                     trained.append(ray.get(ready))
+                    on_done(t)
                 except ray.exceptions.RayTaskError as err:  # the training raised: its own message, which names it
                     cause = str(err.cause)
                     failures.append(cause if cause.startswith(run_name(t.model, t.seed) + ":") else f"{t.label}: {cause}")

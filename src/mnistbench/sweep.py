@@ -122,7 +122,15 @@ def main() -> None:
         print(sweep_sprints(args))
         return
     trainings, points, folder = plan(args)
-    matrix.execute(trainings, trainings[0].params.matrix)
+    by_point = {describe(point): point for point in points}
+
+    def record_point(t: matrix.Training) -> None:
+        """A point's folder says which point it is once its first training ended: folders come as the sweep goes."""
+        here = t.folders[2].parent  # <folder>/point-<i>/reports
+        if not (here / "point.yaml").is_file():
+            write_text(here / "point.yaml", yaml.safe_dump(by_point[t.point], sort_keys=False))
+
+    matrix.execute(trainings, trainings[0].params.matrix, on_done=record_point)
     print(summarize(trainings, points, folder))
 
 
@@ -141,8 +149,7 @@ def plan(args: argparse.Namespace) -> tuple[list[matrix.Training], list[dict], P
         changed["mlflow"] = {**changed.get("mlflow", {}), "experiment": f"{base.mlflow.experiment}-sweep-{args.name}"}
         changed["pipeline"] = {**changed.get("pipeline", {}), "models": models}
         params = parse_params(changed, f"{args.params} with {describe(point)}")
-        here = folder / f"point-{i}"
-        write_text(here / "point.yaml", yaml.safe_dump(point, sort_keys=False))
+        here = folder / f"point-{i}"  # written by the point's trainings, and its point.yaml once one ends
         folders = [args.data.resolve(), here / "models", here / "reports", here / "checkpoints"]
         tags = {"mnistbench.sweep": args.name, "mnistbench.sweep_point": describe(point)}
         trainings += [matrix.Training(params, m, s, folders, tags, describe(point)) for m in models for s in seeds]
