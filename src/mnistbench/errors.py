@@ -34,9 +34,22 @@ def _report_expected(kind, err, tb, default=sys.excepthook) -> None:
 sys.excepthook = _report_expected
 
 
-def _exit_on_sigterm(signum, frame) -> NoReturn:
-    print("error: stopped by SIGTERM; the outputs it was writing are removed", file=sys.stderr)
-    sys.exit(128 + signum)
+_signals: list[int] = []  # the stopping signals received, in order
+
+
+def _raise_terminated(signum, frame) -> NoReturn:
+    """SIGTERM unwinds as Ctrl-C does, as a KeyboardInterrupt: the one exception Ray's wait lets through a signal
+    (a SystemExit raised there ends the process with status 1; another exception becomes a SystemError, and Ray
+    re-raises a KeyboardInterrupt of its own, so which signal it was is kept here)."""
+    _signals.append(signal.SIGTERM)
+    raise KeyboardInterrupt
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (a killed `dvc repro`, a CI timeout) unwinds like Ctrl-C: every temporary output is removed on the
+    way out (files.atomic_path), where the default handler would exit on the spot. Installed again by whatever
+    replaces it (ray.init installs its own, which prints a stack dump)."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def exit_on_error(main):
@@ -44,15 +57,15 @@ def exit_on_error(main):
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
-        # SIGTERM (a killed `dvc repro`, a CI timeout) unwinds like Ctrl-C: every temporary output is removed
-        # on the way out (files.atomic_path), where the default handler would exit on the spot.
-        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        stop_on_sigterm()
         try:
             return main(*args, **kwargs)
         except (MnistbenchError, OSError) as err:
             fail(err)
-        except KeyboardInterrupt:  # Ctrl-C: the same one line as SIGTERM, not a traceback through whatever waited
-            print("error: stopped by SIGINT (Ctrl-C); the outputs it was writing are removed", file=sys.stderr)
-            sys.exit(128 + signal.SIGINT)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: one line, not a traceback through whatever waited
+            sig = _signals[0] if _signals else signal.SIGINT
+            name = "SIGTERM" if sig == signal.SIGTERM else "SIGINT (Ctrl-C)"
+            print(f"error: stopped by {name}; the outputs it was writing are removed", file=sys.stderr)
+            sys.exit(128 + sig)
 
     return wrapper

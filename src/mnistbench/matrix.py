@@ -27,7 +27,7 @@ from tqdm import tqdm
 from mnistbench import layout, settings, tracking, train_stage
 from mnistbench.settings import PROBE_TIMEOUT_S
 from mnistbench.config import MatrixParams, Params, parse_params, run_name
-from mnistbench.errors import MnistbenchError
+from mnistbench.errors import MnistbenchError, stop_on_sigterm
 
 WAIT_CHECK_S = 10  # how often a waiting stage checks that the cluster can still run its trainings
 WAIT_REPORT_S = 300  # how often it says what it waits for, while no training finishes
@@ -141,6 +141,7 @@ def _connect() -> None:
     except (ConnectionError, RuntimeError, TimeoutError) as err:
         raise MnistbenchError(f"{'RAY_ADDRESS=' + address if address else 'a local Ray'}: could not start or join "
                               f"({str(err).strip().splitlines()[0][:300]})") from None
+    stop_on_sigterm()  # ray.init replaced the project's handler with one that prints Ray's stack dump
     cpus = ray.cluster_resources().get("CPU", 0)
     print(f"Ray: {'cluster ' + address if address else 'local'}, {cpus:g} CPUs, "
           f"{ray.cluster_resources().get('GPU', 0):g} GPUs (ready in {time.perf_counter() - started:.1f} s)")

@@ -225,7 +225,7 @@ class _Run(mlflow.ActiveRun):
             _retry_transient(mlflow.end_run)
             return False
         try:
-            # Ctrl-C, or SIGTERM (errors.exit_on_error turns it into SystemExit): stopped, not failed.
+            # Ctrl-C, or SIGTERM (which errors.py raises as a KeyboardInterrupt): stopped, not failed.
             mlflow.end_run("KILLED" if issubclass(exc_type, (KeyboardInterrupt, SystemExit)) else "FAILED")
         except Exception:  # noqa: BLE001 - the store is gone; the run stays RUNNING and is closed when rerun
             pass
