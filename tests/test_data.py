@@ -223,12 +223,13 @@ def test_a_class_missing_from_a_split_is_refused(tmp_path, images):
 def test_a_relative_data_folder_is_the_projects_also_when_dvcs_queue_runs_the_stage_in_a_copy(tmp_path):
     """`dvc exp run --queue` + `dvc queue start` run each experiment in <project>/.dvc/tmp/exps/<id>/: the default
     ../shared/mnist means the folder beside the project, not beside that copy."""
-    from mnistbench.datasets import project_of, resolve_source
+    from mnistbench.datasets import resolve_source
+    from mnistbench.settings import project_root
 
     project = tmp_path / "project"
     queued = project / ".dvc" / "tmp" / "exps" / "tmpa1b2c3"
     queued.mkdir(parents=True)
-    assert project_of(queued) == project and project_of(project) == project
+    assert project_root(queued) == project and project_root(project) == project
     assert resolve_source("../shared/mnist", queued) == project / "../shared/mnist"
     assert resolve_source("../shared/mnist", project) == project / "../shared/mnist"
     assert resolve_source("/data/mnist", queued) == Path("/data/mnist")

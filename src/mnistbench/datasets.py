@@ -14,6 +14,7 @@ from pydantic import PositiveInt, field_validator, model_validator
 
 from mnistbench.params_file import check_known
 from mnistbench.schema import Section, Seed
+from mnistbench.settings import project_root
 
 FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
@@ -108,20 +109,10 @@ class DataParams(Section):
         return DATASETS[self.dataset]
 
 
-def project_of(folder: Path) -> Path:
-    """The project a run belongs to: `folder` itself, or, for an experiment that DVC's queue runs in a copy at
-    <project>/.dvc/tmp/exps/..., the project that queued it (where a relative data folder is meant to be)."""
-    folder = Path(folder).resolve()
-    for parent in folder.parents:
-        if parent.name == "exps" and parent.parent.name == "tmp" and parent.parent.parent.name == ".dvc":
-            return parent.parent.parent.parent
-    return folder
-
-
 def resolve_source(chosen: str, folder: Path) -> Path:
     """data.local_dir (or $MNIST_DIR) as a path: `~` expanded, a relative one taken from the project of `folder`."""
     path = Path(chosen).expanduser()
-    return path if path.is_absolute() else project_of(folder) / path
+    return path if path.is_absolute() else project_root(folder) / path
 
 
 class SplitParams(Section):

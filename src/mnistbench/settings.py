@@ -10,6 +10,21 @@ from pathlib import Path
 
 # The project's checkout (the package is installed from it in editable mode): params, lock, variants, server.
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The DVC project a run belongs to (the folder holding .dvc/): `start` (else $DVC_ROOT, else the current
+    folder) or a folder above it; for an experiment that DVC's queue runs in a copy at
+    <project>/.dvc/tmp/exps/<id>/, the project that queued it (its store, and where a relative data folder is)."""
+    here = Path(start or os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+    if ".dvc" in here.parts:
+        here = Path(*here.parts[: here.parts.index(".dvc")])
+    for folder in (here, *here.parents):
+        if (folder / ".dvc").is_dir():
+            return folder
+    return here
+
+
 # Every installed package, pinned with hashes (pip-compile); `make setup` installs exactly these.
 LOCK_FILE = ROOT / "requirements.lock"
 

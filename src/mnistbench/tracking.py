@@ -63,19 +63,7 @@ RUN_LIST_VIEW = ("mlflow.sharedViewState.mnistbench", json.dumps({
     "orderByKey": "metrics.`test_accuracy`", "orderByAsc": False}))
 # A tracking server is probed once, briefly, before a run: one that does not answer fails the stage in
 # seconds instead of after MLflow's retries (minutes). The run itself keeps MLflow's retries.
-from mnistbench.settings import PROBE_TIMEOUT_S  # noqa: E402
-
-
-def project_root(start: Path | None = None) -> Path:
-    """The DVC project's root (the folder holding .dvc/), climbing out of DVC's temporary copies."""
-    here = Path(os.environ.get("DVC_ROOT") or start or Path.cwd()).resolve()
-    parts = here.parts
-    if ".dvc" in parts:  # <project>/.dvc/tmp/exps/<tmpdir>/... -> <project>
-        here = Path(*parts[: parts.index(".dvc")])
-    for folder in (here, *here.parents):
-        if (folder / ".dvc").is_dir():
-            return folder
-    return here
+from mnistbench.settings import PROBE_TIMEOUT_S, project_root  # noqa: E402
 
 
 def tracking_uri() -> str:
