@@ -5,11 +5,12 @@ predictions (reports/predictions/, for `dvc plots` and the paired tests between 
 numbers (reports/summary/, what `dvc metrics` reads), and the same numbers on the pair's MLflow run.
 The files are written in a scratch folder and moved into place once MLflow took the same numbers: a failure
 leaves the old ones. A pair whose weights are not here keeps its recorded evaluation when that is of the training
-its record names, on today's test images (evaluation.evaluation_differs); otherwise it is refused.
+its record names, on today's test images (evaluation_differs); otherwise it is refused.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -30,8 +31,16 @@ OUTPUTS = (layout.METRICS, layout.PREDICTIONS, layout.SUMMARY)  # folders under 
 
 
 def test_digest(processed_dir: Path) -> str:
-    """A hash of the test split an evaluation reads."""
-    return sha256_of(Path(processed_dir) / "test.pt")[:16]
+    """A hash of the test split an evaluation reads; hashed once per process while the file stays as it was (a
+    stage asks for every pair)."""
+    test = (Path(processed_dir) / "test.pt").resolve()
+    stat = test.stat()
+    return _digest(test, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.cache
+def _digest(path: Path, size: int, mtime_ns: int) -> str:
+    return sha256_of(path)[:16]
 
 
 def evaluation_differs(reports: Path, run: str, trained: dict, processed_dir: Path) -> str | None:
@@ -47,8 +56,9 @@ def evaluation_differs(reports: Path, run: str, trained: dict, processed_dir: Pa
     tested = read_json(metrics)
     if tested.get("training") != trained.get("mlflow_run_id") or tested.get("model_sha256") != trained.get("model_sha256"):
         return f"{metrics} is not an evaluation of the training its record names (MLflow run or weights differ)"
-    if tested.get("test_data") != test_digest(processed_dir):
-        return f"{metrics} was evaluated on other test images ({tested.get('test_data')} -> {test_digest(processed_dir)})"
+    today = test_digest(processed_dir)
+    if tested.get("test_data") != today:
+        return f"{metrics} was evaluated on other test images ({tested.get('test_data')} -> {today})"
     if tested.get("predictions_sha256") != sha256_of(predictions):
         return f"{predictions}: not the bytes its evaluation wrote ({metrics} records another SHA-256)"
     return None
