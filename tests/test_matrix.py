@@ -181,11 +181,10 @@ def test_more_cpus_per_training_than_the_cluster_has_fails_within_seconds(tmp_pa
     assert "error: matrix.cpus_per_training: each training asks for 64 CPUs" in out and "Traceback" not in out
 
 
-@pytest.mark.slow
-def test_an_address_where_something_else_answers_fails_within_seconds(tmp_path, env):
-    processed = fake_processed(tmp_path / "processed", n_train=256, n_valid=64)
-    port = free_port()
-    web = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=tmp_path,
+@contextmanager
+def web_server(port: int, folder: Path):
+    """An HTTP server (a process this test starts) at 127.0.0.1:port, accepting connections."""
+    web = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=folder,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
@@ -195,15 +194,45 @@ def test_an_address_where_something_else_answers_fails_within_seconds(tmp_path, 
                 break
             except OSError:
                 time.sleep(0.1)
-        started = time.monotonic()
-        out, _ = train_matrix(tmp_path, processed, matrix_params(tmp_path / "params.yaml", "ray"),
-                              env | {"RAY_ADDRESS": f"127.0.0.1:{port}"}).communicate(timeout=120)
-        assert time.monotonic() - started < 60
-        assert f"error: RAY_ADDRESS=127.0.0.1:{port}: something answers there, but not a Ray head" in out
-        assert "Traceback" not in out
+        yield
     finally:
         web.kill()
         web.wait()
+
+
+@contextmanager
+def grpc_server(port: int, folder: Path):
+    """A gRPC server that is not Ray (no services: it answers every call UNIMPLEMENTED), in this test's process."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    try:
+        yield
+    finally:
+        server.stop(grace=None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("server, said", [
+    (web_server, "something answers there, but not a Ray head (no gRPC handshake"),
+    (grpc_server, "a gRPC server answers there, but not a Ray head"),
+])
+def test_an_address_where_something_else_answers_fails_within_seconds(tmp_path, env, server, said):
+    """ray.init would retry either for minutes (a gRPC server: without end)."""
+    processed = fake_processed(tmp_path / "processed", n_train=256, n_valid=64)
+    port = free_port()
+    with server(port, tmp_path):
+        started = time.monotonic()
+        stage = train_matrix(tmp_path, processed, matrix_params(tmp_path / "params.yaml", "ray"),
+                             env | {"RAY_ADDRESS": f"127.0.0.1:{port}"})
+        out, _ = stage.communicate(timeout=120)
+        assert time.monotonic() - started < 60  # the probe's promise is 2 x PROBE_TIMEOUT_S; the rest is imports
+    assert stage.returncode == 1 and f"error: RAY_ADDRESS=127.0.0.1:{port}: {said}" in out, out[-2000:]
+    assert "Traceback" not in out
 
 
 @pytest.mark.slow
@@ -234,7 +263,7 @@ def test_a_signal_stops_the_matrix_within_seconds_and_leaves_no_training_behind(
 
 
 @pytest.mark.slow
-def test_ray_status_list_and_the_dashboard_work_on_a_cluster_bound_to_loopback(env):
+def test_ray_status_list_and_the_dashboard_work_on_a_cluster_bound_to_loopback(tmp_path, env):
     """The tools a Ray user reaches for: `ray status`, `ray list nodes` and the dashboard, on 127.0.0.1 only."""
     import urllib.request
 
@@ -256,6 +285,18 @@ def test_ray_status_list_and_the_dashboard_work_on_a_cluster_bound_to_loopback(e
         listening = {c.laddr for p in [psutil.Process(node.pid), *psutil.Process(node.pid).children(recursive=True)]
                      for c in p.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == dashboard}
         assert {addr.ip for addr in listening} == {"127.0.0.1"}
+        # The stage against this head with a token that is not its own, and with none: one line each, in seconds,
+        # naming where the token comes from (ray.init would print InvalidAuthToken warnings for 20 s and more).
+        processed = fake_processed(tmp_path / "processed", n_train=256, n_valid=64)
+        params = matrix_params(tmp_path / "params.yaml", "ray")
+        for offered, source in ((cluster | {"RAY_AUTH_TOKEN": "0" * 32}, "the token in RAY_AUTH_TOKEN"),
+                                (cluster | {"RAY_AUTH_MODE": "disabled"}, "a request without a token")):
+            started = time.monotonic()
+            stage = train_matrix(tmp_path, processed, params, offered)
+            out, _ = stage.communicate(timeout=120)
+            assert time.monotonic() - started < 60 and stage.returncode == 1, out[-2000:]
+            line = f"error: RAY_ADDRESS=127.0.0.1:{port}: the cluster refused"
+            assert line in out and source in out and "RAY_AUTH_MODE=token" in out and "Traceback" not in out, out[-2000:]
 
 
 @pytest.mark.slow

@@ -88,8 +88,9 @@ HTTP2_SETTINGS = 4  # the frame type byte of a SETTINGS frame
 
 
 def _probe(address: str) -> None:
-    """Fail in seconds, naming the address, when no Ray answers there: nothing listens, or what listens does not
-    speak gRPC (ray.init would retry for minutes, past Ctrl-C)."""
+    """Fail in seconds, naming the address, when no Ray head answers there: nothing listens, what listens does not
+    speak gRPC, a gRPC server that is not Ray's GCS, or a head that refuses this machine's token (ray.init would
+    retry each of these for minutes, past Ctrl-C)."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     expected = ("expected the address `ray start --head` printed (host:6379), or RAY_ADDRESS unset to run on a Ray "
                 "of this machine")
@@ -102,6 +103,46 @@ def _probe(address: str) -> None:
     if len(answer) < 9 or answer[3] != HTTP2_SETTINGS:
         raise MnistbenchError(f"RAY_ADDRESS={address}: something answers there, but not a Ray head (no gRPC "
                               f"handshake; it said {answer[:24]!r}); {expected}")
+    code, details = _ask_the_gcs(f"{host or '127.0.0.1'}:{port}")
+    if code == "UNIMPLEMENTED":
+        raise MnistbenchError(f"RAY_ADDRESS={address}: a gRPC server answers there, but not a Ray head (it does not "
+                              f"know the call every Ray head answers, GetClusterId); {expected}")
+    if code == "UNAUTHENTICATED":
+        raise MnistbenchError(f"RAY_ADDRESS={address}: the cluster refused {_token_source()} ({details}); expected "
+                              f"RAY_AUTH_MODE=token and the head's token: in RAY_AUTH_TOKEN, in the file "
+                              f"RAY_AUTH_TOKEN_PATH names, or the head's ~/.ray/auth_token copied to this machine")
+    if code is not None:
+        raise MnistbenchError(f"RAY_ADDRESS={address}: the Ray head did not answer within {PROBE_TIMEOUT_S} s "
+                              f"({code}: {details}); is it frozen or overloaded? {expected}")
+
+
+def _ask_the_gcs(address: str) -> tuple[str | None, str]:
+    """Ask Ray's GCS at `address` its cluster id, with this machine's token as ray.init would send it, within
+    PROBE_TIMEOUT_S: (None, '') when it answers, else the gRPC status code's name and its details."""
+    import grpc
+    from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
+    from ray._raylet import AuthenticationTokenLoader
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)  # ray.init's rule (Ray is pinned: the lock)
+    tokens = AuthenticationTokenLoader.instance()
+    metadata = tuple(tokens.get_token_for_http_header().items()) if tokens.has_token() else ()
+    with grpc.insecure_channel(address) as channel:
+        try:
+            gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
+                gcs_service_pb2.GetClusterIdRequest(), timeout=PROBE_TIMEOUT_S, metadata=metadata)
+        except grpc.RpcError as err:
+            return err.code().name, (err.details() or "").strip()[:200]
+    return None, ""
+
+
+def _token_source() -> str:
+    """Which token this machine offered, in the words of Ray's own rule (RAY_AUTH_MODE, RAY_AUTH_TOKEN, the file)."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        return f"a request without a token (RAY_AUTH_MODE is {os.environ.get('RAY_AUTH_MODE', 'unset')})"
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "the token in RAY_AUTH_TOKEN"
+    return f"the token of {os.environ.get('RAY_AUTH_TOKEN_PATH') or Path.home() / '.ray' / 'auth_token'}"
 
 
 def refuse_unquotable_interpreter(executable: str) -> None:
@@ -117,6 +158,8 @@ def _connect() -> None:
     import ray
 
     refuse_unquotable_interpreter(sys.executable)
+    # Ray's default for a new local cluster (token authentication) is kept; its notice, once per run, is not.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     address = os.environ.get("RAY_ADDRESS")
     if address and address not in ("auto", "local"):
         _probe(address)
@@ -128,8 +171,6 @@ def _connect() -> None:
         "object_store_memory": 100 * 1024**2,  # trainings pass paths, not tensors
         "_node_ip_address": "127.0.0.1",  # the stage's own Ray listens on this machine only
     }
-    # Ray's default for a new local cluster (token authentication) is kept; its notice, once per run, is not.
-    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     try:
         ray.init(address=address or "local", include_dashboard=False, configure_logging=False, **local,
                  runtime_env={"env_vars": {
