@@ -154,10 +154,12 @@ def test_a_server_stopping_mid_run_fails_the_training_in_seconds(own_server, tmp
 @pytest.mark.slow
 def test_postgresql_dying_under_the_server_fails_the_running_trainings_within_a_minute(tmp_path):
     """The database, not the server, goes: the server answers with errors, and each training gives up after the
-    client's retries with one line naming the store (the README's "about 20 s" is this test's time)."""
+    client's retries with one line naming the store and saying its database is gone (the README's "about 20 s" is
+    this test's time); `make server` then starts both again, and stops an MLflow whose pid file is lost."""
     folder = Path(tempfile.mkdtemp(prefix="mnistbench-server-"))
     os.chmod(folder, 0o755)
-    url = server.start(folder, free_port(), free_port())
+    pg_port, port = free_port(), free_port()
+    url = server.start(folder, pg_port, port)
     trainings = [trainer(tmp_path, url, seed, epochs=400) for seed in (0, 1)]
     try:
         until_each_logged_an_epoch(url, trainings, ["mlp-0", "mlp-1"])
@@ -173,6 +175,17 @@ def test_postgresql_dying_under_the_server_fails_the_running_trainings_within_a_
             print(f"training failed {failed_after:.1f} s after PostgreSQL was killed: {err.strip().splitlines()[-1:]}")
             assert training.returncode == 1 and failed_after < 60, err[-2000:]
             assert f"MLflow tracking store {url}" in err and "Traceback" not in err
+            # The server answers 503 with the database's error, or (busy retrying it) not within 10 s: either way said.
+            assert "the server answers, but not from its database" in err or \
+                "did not answer a question of its database" in err, err[-2000:]
+        assert not server.healthy(url)  # MLflow's /health still says OK; a question of its database does not
+        # `make server` again: its own MLflow, still running without a database, is started again, not "another
+        # program"; then the server stops without its pid file (an orphan), found by its folder.
+        assert server.start(folder, pg_port, port) == url and server.healthy(url)
+        restarted = server.our_mlflow(folder)
+        assert restarted and mlflow_server.pid not in {p.pid for p in restarted}
+        ours += restarted
+        (folder / "mlflow.pid").unlink()
     finally:
         for training in trainings:
             training.kill()

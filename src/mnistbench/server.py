@@ -23,8 +23,11 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+
+import psutil
 
 from mnistbench.errors import MnistbenchError, exit_on_error
 from mnistbench import settings
@@ -33,7 +36,12 @@ from mnistbench.settings import ROOT
 DEFAULT_DIR = ROOT / ".server"
 PG_PORT, MLFLOW_PORT = 5433, 5001  # beside a system PostgreSQL (5432) and `make ui` (5000)
 DATABASE = USER = "mlflow"
+# `mlflow server` has this long to answer after its log last grew (a loaded machine starts it slowly, but its log
+# keeps growing), and START_TIMEOUT_S x 4 in all.
 START_TIMEOUT_S = 90
+# A question every MLflow store answers from its database: the Default experiment (MLflow's /health answers OK
+# without asking the database, also when PostgreSQL is gone).
+STORE_QUESTION = "/api/2.0/mlflow/experiments/get?experiment_id=0"
 
 
 def pg_binary(name: str) -> str:
@@ -91,12 +99,20 @@ def start_postgres(folder: Path, port: int) -> None:
             f"createdb {DATABASE}")
 
 
-def healthy(url: str) -> bool:
+def ask_store(url: str, timeout: float = 5) -> tuple[int | None, str]:
+    """(HTTP status, the start of its body) of the store question; (None, why) when nothing answers."""
     try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-            return answer.status == 200
-    except OSError:
-        return False
+        with urllib.request.urlopen(f"{url.rstrip('/')}{STORE_QUESTION}", timeout=timeout) as answer:
+            return answer.status, ""
+    except urllib.error.HTTPError as err:
+        return err.code, err.read(2000).decode(errors="replace")
+    except OSError as err:
+        return None, str(getattr(err, "reason", err))
+
+
+def healthy(url: str) -> bool:
+    """Whether the server answers a question of its database."""
+    return ask_store(url)[0] == 200
 
 
 def port_taken(port: int) -> bool:
@@ -120,6 +136,8 @@ def start(folder: Path = DEFAULT_DIR, pg_port: int = PG_PORT, port: int = MLFLOW
     url = f"http://127.0.0.1:{port}"
     if healthy(url) and postgres_running(folder):
         return url
+    if our_mlflow(folder):  # running, but not answering from its database (PostgreSQL was gone): start it again
+        stop_mlflow(folder)
     for taken, what in ((port, "the MLflow server (--port)"), (pg_port, "PostgreSQL (--pg-port)")):
         ours = taken == pg_port and postgres_running(folder)
         if not ours and port_taken(taken):
@@ -146,24 +164,65 @@ def start_mlflow(folder: Path, pg_port: int, port: int, url: str) -> str:
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             env=os.environ | settings.TELEMETRY_OFF)
     (folder / "mlflow.pid").write_text(str(server.pid))
-    deadline = time.monotonic() + START_TIMEOUT_S
+    started = progress = time.monotonic()
+    size = log.stat().st_size
     while not healthy(url):
-        if server.poll() is not None or time.monotonic() > deadline:
+        if log.stat().st_size != size:
+            size, progress = log.stat().st_size, time.monotonic()
+        now = time.monotonic()
+        if server.poll() is not None or now - progress > START_TIMEOUT_S or now - started > 4 * START_TIMEOUT_S:
+            listening = port_taken(port)
             stop_mlflow(folder)
+            if listening:
+                raise MnistbenchError(f"mlflow server on {url}: listening, but no answer from its database (PostgreSQL "
+                                      f"on 127.0.0.1:{pg_port}) within {now - started:.0f} s: {ask_store(url)[1][:200]}; "
+                                      f"see {log}")
             tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-            raise MnistbenchError(f"mlflow server on {url} did not start: {' / '.join(tail)}; see {log}")
+            raise MnistbenchError(f"mlflow server on {url} did not start within {now - started:.0f} s: "
+                                  f"{' / '.join(tail)}; see {log}")
         time.sleep(0.5)
     return url
 
 
+def our_mlflow(folder: Path) -> list[psutil.Process]:
+    """The processes of this folder's `mlflow server`, its pid file lost or not: found by the artifacts folder on
+    their command line, which only this folder's server has."""
+    mark = f"--artifacts-destination {folder / 'artifacts'}"
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if mark in " ".join(process.info["cmdline"] or ()):
+            found += [process, *_children(process)]
+    return list({p.pid: p for p in found}.values())
+
+
+def _children(process: psutil.Process) -> list[psutil.Process]:
+    try:
+        return process.children(recursive=True)
+    except psutil.Error:
+        return []
+
+
 def stop_mlflow(folder: Path) -> None:
+    """Stop this folder's MLflow server and wait for it: its process group, and any of its processes outside it (an
+    orphan whose pid file is lost), all found before the first signal."""
+    family = our_mlflow(folder)
     pid_file = folder / "mlflow.pid"
     if pid_file.is_file():
         try:
-            os.killpg(int(pid_file.read_text()), signal.SIGTERM)  # the server and its workers
-        except (ProcessLookupError, ValueError):
+            leader = psutil.Process(int(pid_file.read_text()))
+            family += [leader, *_children(leader)]
+            os.killpg(leader.pid, signal.SIGTERM)  # the server and its workers
+        except (psutil.Error, ProcessLookupError, ValueError):
             pass
         pid_file.unlink()
+    for process in family:
+        try:
+            process.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(family, timeout=10)
+    for process in alive:
+        process.kill()
 
 
 def stop(folder: Path = DEFAULT_DIR) -> None:

@@ -63,6 +63,7 @@ RUN_LIST_VIEW = ("mlflow.sharedViewState.mnistbench", json.dumps({
     "orderByKey": "metrics.`test_accuracy`", "orderByAsc": False}))
 # A tracking server is probed once, briefly, before a run: one that does not answer fails the stage in
 # seconds instead of after MLflow's retries (minutes). The run itself keeps MLflow's retries.
+from mnistbench.server import ask_store  # noqa: E402
 from mnistbench.settings import PROBE_TIMEOUT_S, project_root  # noqa: E402
 
 
@@ -87,8 +88,26 @@ def _retry_transient(fn, *args, **kwargs):
             if not any(sign in str(err) for sign in TRANSIENT) or attempt == LOCK_RETRIES - 1:
                 first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
                 raise MnistbenchError(f"MLflow tracking store {tracking_uri()}: {getattr(fn, '__name__', fn)} failed "
-                                      f"({type(err).__name__}: {first})") from None
+                                      f"({type(err).__name__}: {first}){_database_gone(tracking_uri())}") from None
             time.sleep(0.2 * (attempt + 1))
+
+
+def _database_gone(uri: str) -> str:
+    """For a tracking server that answers but cannot reach its database: a clause that says so (MLflow's own error is
+    only 'too many 500 error responses'); else ''."""
+    if not uri.startswith(("http://", "https://")):
+        return ""
+    status, body = ask_store(uri, timeout=2 * PROBE_TIMEOUT_S)
+    if status is None and "timed out" in body:
+        return f"; the server accepts connections but did not answer a question of its database within " \
+               f"{2 * PROBE_TIMEOUT_S} s (is its database gone?)"
+    if status is None or status < 500:
+        return ""
+    try:
+        said = json.loads(body).get("message", body)
+    except ValueError:
+        said = body
+    return f"; the server answers, but not from its database: {said.strip().splitlines()[0][:200] if said.strip() else status}"
 
 
 @contextmanager
