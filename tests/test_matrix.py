@@ -1,6 +1,7 @@
 """Stage train's matrix on Ray, with real Ray processes: a two-node cluster on loopback gives the local
 executor's weights; a worker killed mid-training is retried and resumes its checkpoint; a dead address fails fast."""
 
+import json
 import os
 import queue
 import signal
@@ -339,3 +340,51 @@ def test_an_interpreter_path_with_a_space_is_refused_in_one_line_before_ray_star
                                         "interpreter whose path has a space")
     assert "matrix.executor: local" in str(raised.value)
     matrix.refuse_unquotable_interpreter("/home/me/prøject/.venv/bin/python")  # a non-ASCII letter alone is fine
+
+
+# What the stage's own Ray (Ray 2.60) listens on beyond loopback, although it is started with node address 127.0.0.1:
+# docs/scaling-out.md, "What listens where". A Ray that binds fewer fails this test, and the docs change with it.
+EXPOSED_BEYOND_LOOPBACK = {"driver", "gcs_server", "raylet", "worker", "dashboard agent", "runtime-env agent",
+                           "autoscaler metrics", "dashboard metrics"}
+LISTENERS = r"""
+import json, os, socket, psutil, grpc, ray
+from mnistbench import matrix
+KINDS = {"gcs_server": "gcs_server", "raylet": "raylet", "DashboardAgent": "dashboard agent",
+         "RuntimeEnvAgent": "runtime-env agent", "autoscaler/_private/monitor.py": "autoscaler metrics",
+         "dashboard/dashboard.py": "dashboard metrics", "ray::": "worker"}
+matrix._connect()
+def pid():
+    return os.getpid()
+ray.get(ray.remote(pid).remote())  # a worker, as a training has
+me = psutil.Process()
+found = []
+for process in [me, *me.children(recursive=True)]:  # the processes this one started
+    try:
+        line = " ".join(process.cmdline())
+        kind = "driver" if process.pid == me.pid else next((k for mark, k in KINDS.items() if mark in line), line[:80])
+        found += [[kind, c.laddr.ip, c.laddr.port] for c in process.net_connections("tcp") if c.status == psutil.CONN_LISTEN]
+    except psutil.Error:
+        pass
+address = next(a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+               if a.family == socket.AF_INET and not a.address.startswith("127."))
+gcs = next(port for kind, ip, port in found if kind == "gcs_server")
+with grpc.insecure_channel(f"{address}:{gcs}") as channel:  # from the network, without the token
+    try:
+        channel.unary_unary("/ray.rpc.NodeInfoGcsService/GetClusterId")(b"", timeout=10)
+        answer = "OK"
+    except grpc.RpcError as err:
+        answer = err.code().name
+print(json.dumps({"listening": found, "gcs_without_token": answer}))
+ray.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_the_stages_own_ray_listens_beyond_loopback_only_where_the_docs_say_and_asks_for_its_token(env):
+    done = subprocess.run([sys.executable, "-c", LISTENERS], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    print("listening:", sorted(map(tuple, seen["listening"])))
+    beyond = {kind for kind, ip, _ in seen["listening"] if not ip.startswith("127.")}
+    assert beyond <= EXPOSED_BEYOND_LOOPBACK, f"not in docs/scaling-out.md: {beyond - EXPOSED_BEYOND_LOOPBACK}"
+    assert seen["gcs_without_token"] == "UNAUTHENTICATED"  # reachable, but not usable without the token
