@@ -3,14 +3,14 @@ scripts, then the report stage's model summary."""
 
 import json
 import subprocess
-import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import ROOT
-from mnistbench import registry, tracking
-from test_reliability import fake_processed, tiny_params, train_cmd
+from mnistbench import evaluate_stage, registry, tracking, train_stage
+from mnistbench.config import load_params
+from test_reliability import fake_processed, tiny_params
 
 
 # Tracked files changed in this checkout, other than what the pipeline writes (locks, reports)
@@ -21,26 +21,22 @@ DIRTY = [line for line in subprocess.run(["git", "status", "--porcelain", "--unt
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """mlp seeds 0 and 1 and cnn seed 0, trained and evaluated (1 epoch on random images), then summarized."""
+    """mlp seeds 0 and 1 and cnn seed 0, trained and evaluated (1 epoch on random images) by the functions the stage
+    scripts call, in this process (what is checked is what lands in MLflow), then summarized."""
     work = tmp_path_factory.mktemp("mlflow-facts")
     uri = f"sqlite:///{work / 'mlflow.db'}"
-    env = {**__import__("os").environ, "MLFLOW_TRACKING_URI": uri}
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", uri)
     processed = fake_processed(work / "processed", n_train=256, n_valid=64)
-    params = tiny_params(work / "params.yaml", epochs=1)
+    params = load_params(tiny_params(work / "params.yaml", epochs=1))
     records = []
     for model, seed in (("mlp", 0), ("mlp", 1), ("cnn", 0)):
-        cmd = train_cmd(work, processed, params, model=model)
-        cmd[cmd.index("--seed") + 1] = str(seed)
-        subprocess.run(cmd, env=env, check=True, capture_output=True)
-        subprocess.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), model, "--seed", str(seed), "--data",
-                        str(processed), "--params", str(params), "--models-dir", str(work / "models"), "--reports",
-                        str(work / "reports")], env=env, check=True, capture_output=True)
+        train_stage.train(params, model, seed, processed, work / "models", work / "reports", work / "checkpoints")
+        evaluate_stage.evaluate_all(params, processed, work / "models", work / "reports", only=(model, seed))
         trained = json.loads((work / "reports" / "train" / f"{model}-{seed}.json").read_text())
         tested = json.loads((work / "reports" / "metrics" / f"{model}-{seed}.json").read_text())
         records.append({"model": model, "seed": seed, "mlflow_run_id": trained["mlflow_run_id"],
                         "test_accuracy": tested["test_accuracy"]})
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", uri)
     registry.summarize_models("mnistbench", records)
     registry.summarize_models("mnistbench", records)  # a rerun of the report stage: nothing doubles
     yield MlflowClient(uri), records
