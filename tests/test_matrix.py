@@ -1,6 +1,7 @@
 """Stage train's matrix on Ray, with real Ray processes: a two-node cluster on loopback gives the local
 executor's weights; a worker killed mid-training is retried and resumes its checkpoint; a dead address fails fast."""
 
+import contextlib
 import json
 import os
 import queue
@@ -397,3 +398,36 @@ def test_the_stages_own_ray_listens_beyond_loopback_only_where_the_docs_say_and_
     beyond = {kind for kind, ip, _ in seen["listening"] if not ip.startswith("127.")}
     assert beyond <= EXPOSED_BEYOND_LOOPBACK, f"not in docs/scaling-out.md: {beyond - EXPOSED_BEYOND_LOOPBACK}"
     assert seen["gcs_without_token"] == "UNAUTHENTICATED"  # reachable, but not usable without the token
+
+
+@pytest.mark.slow
+def test_a_frozen_node_s_training_is_submitted_again_and_the_stage_ends(tmp_path, env):
+    """SIGSTOP of every process of the second node (its raylet, agents and the worker training there): Ray marks
+    the node dead after about a minute but never retries the training; the stage submits it again on the head,
+    where it resumes its checkpoint, and ends. Bound: Ray's death verdict (60-80 s seen), then WAIT_CHECK_S, then
+    the rest of the training; 10 minutes of wait cover a busy machine."""
+    processed = fake_processed(tmp_path / "processed", n_train=4000, n_valid=200)
+    params = matrix_params(tmp_path / "params.yaml", "ray", ("cnn",), (0, 1), 4)
+    port = free_port()
+    env = env | {"RAY_AUTH_MODE": "token"}
+    with ray_node([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
+                   "--include-dashboard=false", "--disable-usage-stats"], env):
+        with ray_node([RAY, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+                       "--disable-usage-stats"], env) as second:
+            training = train_matrix(tmp_path, processed, params, env | {"RAY_ADDRESS": f"127.0.0.1:{port}"})
+            deadline, there = time.monotonic() + 300, []
+            while time.monotonic() < deadline and training.poll() is None:  # the second node's training, checkpointed
+                family = [psutil.Process(second.pid), *psutil.Process(second.pid).children(recursive=True)]
+                there = [p for p in family if runs_a_training(p)]
+                run = there and " ".join(there[0].cmdline()).split("ray::train ")[1].split()[0]
+                if run and (tmp_path / "checkpoints" / f"{run}.ckpt").exists():
+                    break
+                time.sleep(0.2)
+            assert there and training.poll() is None, "no training checkpointed on the second node while the stage ran"
+            for process in family:  # frozen, not dead: its sockets stay open
+                with contextlib.suppress(psutil.Error):
+                    process.suspend()
+            out, _ = training.communicate(timeout=600)
+    assert training.returncode == 0, out[-3000:]
+    assert f"{run} ran on node" in out and "which Ray marks dead, and never ended: submitted again" in out, out[-3000:]
+    assert "resuming from" in out and sorted(p.name for p in (tmp_path / "models").iterdir()) == ["cnn-0.pt", "cnn-1.pt"]

@@ -13,11 +13,13 @@ matrix only, as dvc.lock says.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -32,6 +34,9 @@ from mnistbench.errors import MnistbenchError, stop_on_sigterm
 WAIT_CHECK_S = 10  # how often a waiting stage checks that the cluster can still run its trainings
 WAIT_REPORT_S = 300  # how often it says what it waits for, while no training finishes
 RETRIES_ON_WORKER_DEATH = 2
+# A training whose node Ray marks dead while the training never ends (a frozen node: Ray does not retry it) is
+# submitted again, at most this often; it resumes its checkpoint.
+RESUBMITS_ON_NODE_DEATH = 2
 
 
 def prune(params: Params, models_dir: Path, reports: Path) -> list[Path]:
@@ -188,8 +193,14 @@ def _connect() -> None:
           f"{ray.cluster_resources().get('GPU', 0):g} GPUs (ready in {time.perf_counter() - started:.1f} s)")
 
 
-def _train_task(raw_params: dict, model: str, seed: int, folders: list[Path], tags: dict, cwd: Path, code: str) -> bool:
-    """One training, in a Ray worker: the same call as the local executor's, from the project folder."""
+def _train_task(raw_params: dict, model: str, seed: int, folders: list[Path], tags: dict, cwd: Path, code: str,
+                where: str) -> bool:
+    """One training, in a Ray worker: the same call as the local executor's, from the project folder. It first
+    writes its node's id under the key `where` of Ray's key-value store, so that the driver knows its node."""
+    import ray
+    from ray.experimental import internal_kv
+
+    internal_kv._internal_kv_put(where, ray.get_runtime_context().get_node_id(), overwrite=True)
     if train_stage.code_digest() != code:
         raise MnistbenchError(f"the Ray worker on {socket.gethostname()} runs other code than the driver "
                               f"({train_stage.code_digest()} vs {code}); expected the same checkout on every node")
@@ -234,23 +245,42 @@ def _still_fits(request: dict[str, float], waited: float, left: int) -> None:
               f"{request['CPU']:g})", file=sys.stderr)
 
 
+def _on_dead_nodes(pending: dict, stage: str) -> list[tuple[object, Training, str]]:
+    """(task, training, node id) for each pending training that last started on a node Ray now marks dead."""
+    import ray
+    from ray.experimental import internal_kv
+
+    alive = {n["NodeID"]: n["Alive"] for n in ray.nodes()}
+    lost = []
+    for ref, t in pending.items():
+        node = internal_kv._internal_kv_get(f"mnistbench/{stage}/{t.label}")
+        if node and not alive.get(node.decode(), True):
+            lost.append((ref, t, node.decode()))
+    return lost
+
+
 def _run_on_ray(trainings: list[Training], how: MatrixParams, on_done: Callable[[Training], None]) -> list[bool]:
     """Whether each training ran (False: it was up to date); raises after all finished if any failed."""
     import ray
 
     _connect()
     failures, trained = [], []
+    stage = uuid.uuid4().hex  # this run's keys in Ray's key-value store
     try:
         request = {"CPU": how.cpus_per_training, "GPU": _gpus(trainings, how)}
         check_fits({k: v for k, v in request.items() if v}, [n["Resources"] for n in ray.nodes() if n["Alive"]],
                    f"the Ray cluster {os.environ.get('RAY_ADDRESS') or '(local)'}")
         task = ray.remote(_train_task)
         cwd, code = Path.cwd(), train_stage.code_digest()
-        # Named after the training: `ray list tasks`, the dashboard and the worker's process title say which runs where.
-        pending = {task.options(num_cpus=how.cpus_per_training, num_gpus=request["GPU"], name=f"train {t.label}",
-                                max_retries=RETRIES_ON_WORKER_DEATH, retry_exceptions=False)
-                   .remote(t.params.model_dump(), t.model, t.seed, t.folders, t.tags, cwd, code): t
-                   for t in trainings}
+
+        def submit(t: Training):
+            # Named after the training: `ray list tasks`, the dashboard and the worker's title say which runs where.
+            return task.options(num_cpus=how.cpus_per_training, num_gpus=request["GPU"], name=f"train {t.label}",
+                                max_retries=RETRIES_ON_WORKER_DEATH, retry_exceptions=False).remote(
+                t.params.model_dump(), t.model, t.seed, t.folders, t.tags, cwd, code, f"mnistbench/{stage}/{t.label}")
+
+        pending = {submit(t): t for t in trainings}
+        resubmitted: dict[str, int] = {}
         with tqdm(total=len(pending), desc="train (Ray)", unit="training", file=sys.stdout) as bar:
             waited = 0.0
             while pending:
@@ -258,6 +288,15 @@ def _run_on_ray(trainings: list[Training], how: MatrixParams, on_done: Callable[
                 if not done:  # nothing finished for a while: can the cluster still run a training at all?
                     waited += WAIT_CHECK_S
                     _still_fits(request, waited, len(pending))
+                    for ref, t, node in _on_dead_nodes(pending, stage):
+                        resubmitted[t.label] = resubmitted.get(t.label, 0) + 1
+                        if resubmitted[t.label] > RESUBMITS_ON_NODE_DEATH:
+                            raise MnistbenchError(f"{t.label}: its node {node} died (Ray marks it dead) "
+                                                  f"{resubmitted[t.label]} times; expected a cluster whose nodes stay up")
+                        print(f"train (Ray): {t.label} ran on node {node}, which Ray marks dead, and never ended: "
+                              f"submitted again (it resumes its checkpoint)", file=sys.stderr)
+                        ray.cancel(ref, force=True)
+                        pending[submit(t)] = pending.pop(ref)
                     continue
                 waited = 0.0
                 [ready] = done
@@ -272,6 +311,11 @@ def _run_on_ray(trainings: list[Training], how: MatrixParams, on_done: Callable[
                     failures.append(f"{t.label}: {type(err).__name__}: {str(err).strip().splitlines()[0]}")
                 bar.update(1)
     finally:
+        if ray.is_initialized():
+            from ray.experimental import internal_kv
+
+            with contextlib.suppress(Exception):  # the nodes' ids of this stage's trainings: no longer needed
+                internal_kv._internal_kv_del(f"mnistbench/{stage}/", del_by_prefix=True)
         ray.shutdown()
     if failures:
         raise MnistbenchError(f"{len(failures)} of {len(trainings)} trainings failed (the others are kept: a rerun "
