@@ -14,6 +14,7 @@ default; a server is for several machines, clones or Ray workers logging to one 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import os
 import pwd
@@ -185,12 +186,18 @@ def start_mlflow(folder: Path, pg_port: int, port: int, url: str) -> str:
 
 
 def our_mlflow(folder: Path) -> list[psutil.Process]:
-    """The processes of this folder's `mlflow server`, its pid file lost or not: found by the artifacts folder on
-    their command line, which only this folder's server has."""
-    mark = f"--artifacts-destination {folder / 'artifacts'}"
+    """The processes of this folder's `mlflow server`, its pid file lost or its first process gone: found by the
+    artifacts folder that only this folder's server has, on the command line of `mlflow server` and in the
+    environment it gives its uvicorn workers (which outlive it when it dies), and their children."""
+    artifacts = str(folder / "artifacts")
     found = []
     for process in psutil.process_iter(["cmdline"]):
-        if mark in " ".join(process.info["cmdline"] or ()):
+        try:
+            ours = f"--artifacts-destination {artifacts}" in " ".join(process.info["cmdline"] or ()) or \
+                process.environ().get("_MLFLOW_SERVER_ARTIFACT_DESTINATION") == artifacts
+        except psutil.Error:
+            continue
+        if ours:
             found += [process, *_children(process)]
     return list({p.pid: p for p in found}.values())
 
@@ -203,26 +210,22 @@ def _children(process: psutil.Process) -> list[psutil.Process]:
 
 
 def stop_mlflow(folder: Path) -> None:
-    """Stop this folder's MLflow server and wait for it: its process group, and any of its processes outside it (an
-    orphan whose pid file is lost), all found before the first signal."""
+    """Stop this folder's MLflow server and wait for it: its process group, and any of its processes outside it,
+    all found before the first signal."""
     family = our_mlflow(folder)
     pid_file = folder / "mlflow.pid"
     if pid_file.is_file():
-        try:
-            leader = psutil.Process(int(pid_file.read_text()))
-            family += [leader, *_children(leader)]
-            os.killpg(leader.pid, signal.SIGTERM)  # the server and its workers
-        except (psutil.Error, ProcessLookupError, ValueError):
-            pass
+        with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
+            os.killpg(int(pid_file.read_text()), signal.SIGTERM)  # the server's group, its first process gone or not
         pid_file.unlink()
     for process in family:
-        try:
+        with contextlib.suppress(psutil.Error):
             process.terminate()
-        except psutil.Error:
-            pass
     _, alive = psutil.wait_procs(family, timeout=10)
     for process in alive:
-        process.kill()
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=5)  # gone, and its port free, before a start that follows
 
 
 def stop(folder: Path = DEFAULT_DIR) -> None:
