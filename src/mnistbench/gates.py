@@ -23,7 +23,7 @@ from typing import NoReturn
 
 import yaml
 
-from mnistbench import reference
+from mnistbench import layout, reference
 from mnistbench.comparisons import Reference
 from mnistbench.errors import MnistbenchError, exit_on_error, fail
 from mnistbench.files import read_json
@@ -130,7 +130,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("gate", choices=["accuracy", "speed"])
     parser.add_argument("--gates", type=Path, default=Path("gates.yaml"))
-    parser.add_argument("--metrics", type=Path, default=Path("reports/metrics"))
+    parser.add_argument("--metrics", type=Path, default=Path("reports") / layout.METRICS)
     parser.add_argument("--bench", type=Path, default=Path("reports/benchmarks/ci.json"))
     args = parser.parse_args()
     if not args.gates.is_file():
