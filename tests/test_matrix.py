@@ -403,15 +403,18 @@ def test_the_stages_own_ray_listens_beyond_loopback_only_where_the_docs_say_and_
 @pytest.mark.slow
 def test_a_frozen_node_s_training_is_submitted_again_and_the_stage_ends(tmp_path, env):
     """SIGSTOP of every process of the second node (its raylet, agents and the worker training there): Ray marks
-    the node dead after about a minute but never retries the training; the stage submits it again on the head,
-    where it resumes its checkpoint, and ends. Bound: Ray's death verdict (60-80 s seen), then WAIT_CHECK_S, then
-    the rest of the training; 10 minutes of wait cover a busy machine."""
+    the node dead but never retries the training; the stage submits it again on the head,
+    where it resumes its checkpoint, and ends. Bound: Ray's death verdict (60-80 s with its defaults; this head
+    checks every second and gives up after five misses: the subject is what the stage does once Ray has said so),
+    then WAIT_CHECK_S, then the rest of the training; 10 minutes of wait cover a busy machine."""
     processed = fake_processed(tmp_path / "processed", n_train=4000, n_valid=200)
     params = matrix_params(tmp_path / "params.yaml", "ray", ("cnn",), (0, 1), 4)
     port = free_port()
     env = env | {"RAY_AUTH_MODE": "token"}
+    quick_verdict = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "3000",
+                     "RAY_health_check_failure_threshold": "5"}  # read by the head's GCS at its start
     with ray_node([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
-                   "--include-dashboard=false", "--disable-usage-stats"], env):
+                   "--include-dashboard=false", "--disable-usage-stats"], env | quick_verdict):
         with ray_node([RAY, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
                        "--disable-usage-stats"], env) as second:
             training = train_matrix(tmp_path, processed, params, env | {"RAY_ADDRESS": f"127.0.0.1:{port}"})
