@@ -16,8 +16,8 @@ from conftest import ROOT
 DVC = str(Path(sys.executable).parent / "dvc")
 
 
-def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # the venv's dvc
+def run(cmd: list[str], cwd: Path, **env_vars: str) -> subprocess.CompletedProcess:
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **env_vars}  # the venv's dvc
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -48,7 +48,8 @@ def pull_in_a_second_clone(tmp_path: Path, first: Path, remote: Path) -> tuple[P
     second = tmp_path / "second"
     assert run(["git", "clone", "-q", str(first), str(second)], tmp_path).returncode == 0
     assert run([DVC, "remote", "modify", "--local", "local", "url", str(remote)], second).returncode == 0
-    return second, run([sys.executable, "-m", "mnistbench.remote", "pull"], second)
+    # A narrow terminal: DVC's tables wrap the remote's long url there, and the message must still name it.
+    return second, run([sys.executable, "-m", "mnistbench.remote", "pull"], second, COLUMNS="40")
 
 
 def corrupt(remote: Path, content: bytes) -> None:

@@ -22,11 +22,14 @@ from mnistbench.errors import MnistbenchError, exit_on_error
 
 
 def default_remote() -> tuple[str, str]:
-    """(name, url) of the project's default DVC remote."""
-    name = subprocess.run(["dvc", "remote", "default"], capture_output=True, text=True).stdout.strip()
-    listed = subprocess.run(["dvc", "remote", "list"], capture_output=True, text=True).stdout.splitlines()
-    urls = {parts[0]: parts[1] for parts in map(str.split, listed) if len(parts) >= 2}  # name, url, (default)
-    return name or "(none)", urls.get(name, "(no url)")
+    """(name, url) of the project's default DVC remote, as DVC merges its config files (--local over the
+    project's). `dvc config` prints one value; `dvc remote list` is a table that wraps a long url at the
+    terminal's width."""
+    def value(key: str) -> str:
+        return subprocess.run(["dvc", "config", key], capture_output=True, text=True).stdout.strip()
+
+    name = value("core.remote")
+    return name or "(none)", (value(f"remote.{name}.url") if name else "") or "(no url)"
 
 
 def failed_targets(output: str) -> list[str]:
