@@ -49,9 +49,9 @@ def copy_project(dest: Path, skip: list[str] = ()) -> None:
 
 
 @contextmanager
-def repro(edit: Callable[[dict], None], env: dict | None = None,
+def repro(edit: Callable[[dict], None], env: dict | None = None, targets: list[str] = (),
           timeout: float | None = None) -> Iterator[tuple[Path, subprocess.CompletedProcess, float]]:
-    """Yield (the scratch project, the finished `dvc repro`, its wall seconds) after `edit` changed its
+    """Yield (the scratch project, the finished `dvc repro [targets]`, its wall seconds) after `edit` changed its
     params.yaml in place; the copy is deleted afterwards. A run past `timeout` raises TimeoutExpired."""
     with tempfile.TemporaryDirectory(prefix="mnistbench-scratch-") as scratch:
         project = Path(scratch)
@@ -65,6 +65,6 @@ def repro(edit: Callable[[dict], None], env: dict | None = None,
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "PYTHONPATH": str(project / "src")}
         started = time.perf_counter()
-        done = subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro"], cwd=project, env=full_env,
+        done = subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro", *targets], cwd=project, env=full_env,
                               timeout=timeout, capture_output=True, text=True)
         yield project, done, time.perf_counter() - started
