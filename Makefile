@@ -59,9 +59,13 @@ check: setup  ## the fast tier, after every change: unit tests only (no dvc repr
 	$(BIN)/python -m mnistbench.lockfile check
 	$(BIN)/pytest tests --ignore=tests/benchmarks -m "not slow"
 
+# Two pytest-xdist workers, each taking whole modules: most of a slow test's time is waiting on the processes it
+# started (stages importing torch, clusters and servers starting), and two such tests overlap well even on two
+# cores; each test's bounds hold on a busy machine. TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
 test: setup  ## the whole suite (what CI runs): the fast tier, then real dvc repro, Ray, server and trainings
 	$(BIN)/python -m mnistbench.lockfile check
-	$(BIN)/pytest tests --ignore=tests/benchmarks --durations=15
+	$(BIN)/pytest tests --ignore=tests/benchmarks --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
 bench: setup  ## kernel and training-step benchmarks on this machine -> reports/benchmarks.md
 	mkdir -p reports/benchmarks

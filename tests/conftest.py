@@ -81,21 +81,22 @@ pytest_runtest_call = pytest.hookimpl(hookwrapper=True)(_in_the_fast_tier_unless
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """MNISTBENCH_TEST_ORDER_SEED=<n> make test: modules in a random order, and each module's tests, as
+    """Modules with the most slow tests first: `make test` hands each worker whole modules (pytest-xdist,
+    --dist loadfile), and a long module started last would run alone at the end.
+    MNISTBENCH_TEST_ORDER_SEED=<n> make test: modules in a random order instead, and each module's tests, as
     pytest-randomly shuffles them (a module's tests stay together, so its fixtures are built once): a test that
     needs another to run first fails."""
-    seed = os.environ.get("MNISTBENCH_TEST_ORDER_SEED")
-    if not seed:
-        return
-    import random
-
-    rng = random.Random(int(seed))
     modules: dict[str, list] = {}
     for item in items:
         modules.setdefault(item.nodeid.split("::")[0], []).append(item)
-    order = list(modules)
-    rng.shuffle(order)
-    for tests in modules.values():
-        rng.shuffle(tests)
+    order = sorted(modules, key=lambda module: -sum(bool(t.get_closest_marker("slow")) for t in modules[module]))
+    seed = os.environ.get("MNISTBENCH_TEST_ORDER_SEED")
+    if seed:
+        import random
+
+        rng = random.Random(int(seed))  # the same in every worker: pytest-xdist checks that they collect alike
+        rng.shuffle(order)
+        for tests in modules.values():
+            rng.shuffle(tests)
+        config.get_terminal_writer().line(f"test order: random, MNISTBENCH_TEST_ORDER_SEED={seed}")
     items[:] = [test for module in order for test in modules[module]]
-    config.get_terminal_writer().line(f"test order: random, MNISTBENCH_TEST_ORDER_SEED={seed}")
