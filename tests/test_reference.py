@@ -2,6 +2,7 @@
 key is named with both values, a change that moves one bit names the model and where its canary diverges; a
 record made on another machine class is judged by replaying its own commit here."""
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ import torch
 import yaml
 
 from conftest import ROOT
-from mnistbench import identity, reference
+from mnistbench import identity, lockfile, reference
 from mnistbench.config import load_params
 from mnistbench.scratch import copy_project
 
@@ -216,3 +217,54 @@ def load_params_from(raw: dict, folder: Path):
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     return load_params(path)
+
+
+PYPROJECT = '[project]\nname = "p"\ndependencies = ["psycopg[binary]==3.3.9", "numpy==2.4.6"]\n' \
+            '[project.optional-dependencies]\ntest = ["pytest==9.2.0"]\n'
+LOCK = """numpy==2.4.6 \\
+    --hash=sha256:aa
+    # via p (pyproject.toml)
+psycopg==3.3.9 \\
+    --hash=sha256:bb
+    # via p (pyproject.toml)
+psycopg-binary==3.3.9 \\
+    --hash=sha256:cc
+    # via psycopg
+pluggy==1.6.0 \\
+    --hash=sha256:dd
+    # via pytest
+pytest==9.2.0 \\
+    --hash=sha256:ee
+    # via
+    #   p (pyproject.toml)
+    #   pytest-benchmark
+"""
+
+
+def committed_lock(folder: Path, lock: str) -> tuple[str, str]:
+    """A git repository holding pyproject.toml and `lock` as requirements.lock: (the lock's SHA-256, the commit)."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    (folder / "pyproject.toml").write_text(PYPROJECT)
+    (folder / "requirements.lock").write_text(lock)
+    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "lock"]):
+        subprocess.run(git + cmd, cwd=folder, check=True)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True).stdout.strip()
+    return hashlib.sha256(lock.encode()).hexdigest(), commit
+
+
+def test_the_packages_a_training_imports_are_the_dependencies_and_theirs_not_the_test_tools():
+    assert lockfile.runtime_pins(LOCK, PYPROJECT) == {"numpy": "2.4.6", "psycopg": "3.3.9", "psycopg-binary": "3.3.9"}
+
+
+def test_a_test_tool_added_to_the_lock_leaves_the_record_current_and_a_changed_dependency_is_named(tmp_path):
+    recorded, commit = committed_lock(tmp_path, LOCK)
+    with_a_tool = LOCK + "pytest-xdist==3.8.0 \\\n    --hash=sha256:ff\n    # via p (pyproject.toml)\n"
+    (tmp_path / "requirements.lock").write_text(with_a_tool)
+    today = hashlib.sha256(with_a_tool.encode()).hexdigest()
+    assert identity.lock_difference(recorded, commit, today, tmp_path) is None
+    (tmp_path / "requirements.lock").write_text(with_a_tool.replace("numpy==2.4.6", "numpy==2.4.7"))
+    assert identity.lock_difference(recorded, commit, "t" * 64, tmp_path) == \
+        "the packages a training imports differ (requirements.lock: numpy 2.4.6 -> 2.4.7)"
+    # A record whose lock its commit does not hold (changed, not committed): nothing to compare but the files.
+    assert "does not hold its lock: which packages changed is not known" in \
+        identity.lock_difference("u" * 64, commit, today, tmp_path)

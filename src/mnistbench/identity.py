@@ -5,7 +5,8 @@
 Four parts, each compared on its own so that a difference can be named:
 - the recipe: every setting the training runs with, after params.yaml's merges (`recipe`);
 - the data: a hash of the processed train and valid splits (`data_digest`);
-- the packages: the SHA-256 of requirements.lock, and how the installed packages differ from it (normally not);
+- the packages: the SHA-256 of requirements.lock (where it differs, the pins of what a training can import are
+  compared: lockfile.runtime_pins), and how the installed packages differ from it (normally not);
 - the canary: the model's own recipe replayed on a small fixed slice of the training data, its whole schedule
   squeezed into two epochs, checkpointed after the first and resumed into a fresh model, validated after each
   (`canary`). The output of every forward pass, each epoch's metrics and the final weights are hashed in order:
@@ -34,9 +35,10 @@ from pathlib import Path
 
 import torch
 
-from mnistbench import data, environment, training
+from mnistbench import data, environment, lockfile, training
 from mnistbench.errors import MnistbenchError
 from mnistbench.models import build_model
+from mnistbench.settings import ROOT
 
 CANARY_SEED = 0
 CANARY_EPOCHS = 2  # the checkpoint sits between them
@@ -146,8 +148,6 @@ _canaries: dict[str, dict] = {}  # by model, recipe and data: a matrix computes 
 def installed_differences() -> list[str]:
     """How the installed packages differ from requirements.lock (empty when they are exactly it): a package changed
     by hand after `make setup` is part of what a training ran on."""
-    from mnistbench import lockfile
-
     try:
         return lockfile.differences(lockfile.pins(), lockfile.installed())
     except Exception as err:  # noqa: BLE001 - no lock to compare with is itself a difference
@@ -191,6 +191,22 @@ def canary_divergence(recorded: dict, today: dict) -> str | None:
     return f"the canary's length differs ({len(recorded['trace'])} entries recorded, {len(today['trace'])} today)"
 
 
+def lock_difference(recorded_lock: str, commit: str, today_lock: str, root: Path = ROOT) -> str | None:
+    """None when a training made with the lock whose SHA-256 is `recorded_lock`, at `commit`, imported the same
+    packages as one today; else what differs. Only the packages a training can import count: a test tool added to
+    requirements.lock changes its hash, not what a training computes (lockfile.runtime_pins)."""
+    if recorded_lock == today_lock:
+        return None
+    changed = lockfile.runtime_differences(recorded_lock, commit, root)
+    if changed is None:
+        return (f"requirements.lock differs ({recorded_lock[:12]} -> {today_lock[:12]}), and the record's commit "
+                f"{commit[:12]} does not hold its lock: which packages changed is not known")
+    if not changed:
+        return None
+    more = f"; {len(changed) - 5} more" if len(changed) > 5 else ""
+    return f"the packages a training imports differ (requirements.lock: {'; '.join(changed[:5])}{more})"
+
+
 def judge(recorded: dict, commit: str, today: dict, params, name: str, processed_dir: Path) -> list[str]:
     """What differs between a record's identity (made at `commit`) and today's, in words; empty when the
     training is current. A canary recorded on another machine class is not compared with today's: the record's
@@ -198,8 +214,8 @@ def judge(recorded: dict, commit: str, today: dict, params, name: str, processed
     found = recipe_differences(recorded["recipe"], today["recipe"])
     if recorded["data"] != today["data"]:
         found.append(f"the processed data differs ({recorded['data']} -> {today['data']})")
-    if recorded["lock"] != today["lock"]:
-        found.append(f"requirements.lock differs ({recorded['lock'][:12]} -> {today['lock'][:12]})")
+    if (packages := lock_difference(recorded["lock"], commit, today["lock"])):
+        found.append(packages)
     if recorded.get("installed_vs_lock", []) != today["installed_vs_lock"]:
         found.append("the installed packages differ from the record's (made with: "
                      f"{'; '.join(recorded.get('installed_vs_lock', [])) or 'exactly the lock'}; today: "
@@ -253,7 +269,6 @@ def replay(commit: str, raw_params: dict, names: list[str], processed_dir: Path)
     import yaml
 
     from mnistbench.errors import MnistbenchError
-    from mnistbench.settings import ROOT
 
     with tempfile.TemporaryDirectory(prefix="mnistbench-replay-") as scratch:
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "src"], capture_output=True)
@@ -274,7 +289,6 @@ def replay(commit: str, raw_params: dict, names: list[str], processed_dir: Path)
 
 def main() -> None:
     from mnistbench.config import load_params
-    from mnistbench.settings import ROOT
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*", help="default: pipeline.models")

@@ -112,8 +112,8 @@ def _legacy_differences(record: dict, params, name: str, data: Path, today: dict
     fingerprint = training.fingerprint(run_params, codebase.digest(record["code_files"]), today["data"])
     if fingerprint != record.get("fingerprint"):
         return ["its settings or data differ from today's (its record has a fingerprint, not the settings)"], commit
-    if record["environment"].get("lock_sha256") != today["lock"]:
-        return ["requirements.lock differs"], commit
+    if (packages := identity.lock_difference(record["environment"].get("lock_sha256", "none"), commit, today["lock"])):
+        return [packages], commit
     try:
         theirs = identity.replayed(commit, params, name, data)
     except MnistbenchError as err:
