@@ -236,7 +236,8 @@ def test_a_change_to_the_training_loop_stales_train_and_what_reads_it_only(tiny_
 
 @pytest.mark.slow
 def test_a_comment_in_a_file_every_training_imports_reruns_the_train_stage_but_trains_nothing(tiny_project):
-    """DVC sees the file change; the stage judges each pair by what it computes (identity.py) and keeps them all."""
+    """DVC sees the file change; the stage judges each pair by what it computes (identity.py) and keeps them all,
+    before it starts Ray (matrix.execute)."""
     project, env = tiny_project
     tracking = project / "src" / "mnistbench" / "tracking.py"
     original, lock = tracking.read_text(), (project / "dvc.lock").read_text()
@@ -249,6 +250,7 @@ def test_a_comment_in_a_file_every_training_imports_reruns_the_train_stage_but_t
     assert again.returncode == 0, again.stderr[-2000:]
     pairs = len(list((project / "reports" / "train").glob("*.json")))
     assert "Running stage 'train'" in again.stdout and f"0 trained, {pairs} up to date" in again.stdout, again.stdout
+    assert "Ray: local" not in again.stdout  # judged in the stage's process: nothing to train, no Ray to start
 
 
 @pytest.mark.slow

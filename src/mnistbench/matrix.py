@@ -77,7 +77,12 @@ def execute(trainings: list[Training], how: MatrixParams, on_done: Callable[[Tra
     """Train each, as Ray tasks or one after another (`how.executor`); every failure is reported, none hides another.
     `on_done(training)` runs in this process after each training that ended well (trained, or up to date)."""
     if how.executor == "ray":
-        trained = _run_on_ray(trainings, how, on_done)
+        # Judged here first: a rerun whose pairs are all current (a comment changed) starts no Ray at all.
+        current = [train_stage.up_to_date(t.params, t.model, t.seed, *t.folders[:3]) for t in trainings]
+        for t in (t for t, done in zip(trainings, current) if done):
+            on_done(t)
+        stale = [t for t, done in zip(trainings, current) if not done]
+        trained = [False] * sum(current) + (_run_on_ray(stale, how, on_done) if stale else [])
     else:
         trained = []
         for t in tqdm(trainings, desc="train (local)", unit="training", file=sys.stdout):

@@ -55,19 +55,31 @@ def is_current(reports: Path, run: str, weights: Path, params: Params, name: str
                               processed_dir)
 
 
+def up_to_date(params: Params, name: str, seed: int, processed_dir: Path, models_dir: Path, reports: Path) -> bool:
+    """Whether the pair's outputs already hold these settings' results (its record holds today's identity); says
+    so when they do."""
+    run = run_name(name, seed)
+    recorded = [layout.run_file(reports, folder, run) for folder in (layout.TRAIN, layout.HISTORY)]
+    if not all(path.is_file() for path in recorded):
+        return False
+    today = identity.identity(params, name, processed_dir)
+    if not is_current(reports, run, models_dir / f"{run}.pt", params, name, seed, today, processed_dir):
+        return False
+    print(f"{run}: up to date (its record holds today's recipe, data, packages and canary), not trained again"
+          + ("" if (models_dir / f"{run}.pt").is_file() else "; its weights are not here, its evaluation stands"))
+    return True
+
+
 def train(params: Params, name: str, seed: int, processed_dir: Path, models_dir: Path, reports: Path,
           checkpoints: Path, tags: dict | None = None) -> bool:
     """Train one model-seed pair; False when its outputs already hold these settings' results (skipped).
     `tags`: extra MLflow tags (a sweep's point)."""
+    if up_to_date(params, name, seed, processed_dir, models_dir, reports):
+        return False
     tp = params.train_for(name).model_copy(update={"threads": params.threads_for(name)})
     run = run_name(name, seed)
-    today = identity.identity(params, name, processed_dir)  # first: its canary draws from the RNGs
+    today = identity.identity(params, name, processed_dir)  # before seeding: its canary draws from the RNGs
     record = layout.run_file(reports, layout.TRAIN, run)
-    if layout.run_file(reports, layout.HISTORY, run).is_file() and \
-            is_current(reports, run, models_dir / f"{run}.pt", params, name, seed, today, processed_dir):
-        print(f"{run}: up to date (its record holds today's recipe, data, packages and canary), not trained again"
-              + ("" if (models_dir / f"{run}.pt").is_file() else "; its weights are not here, its evaluation stands"))
-        return False
     environment.make_deterministic(seed, tp.threads)
     device = environment.resolve_device(tp.device)
     precision = environment.resolve_precision(tp.precision, device)
