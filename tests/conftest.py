@@ -98,5 +98,10 @@ def pytest_collection_modifyitems(session, config, items):
         rng.shuffle(order)
         for tests in modules.values():
             rng.shuffle(tests)
-        config.get_terminal_writer().line(f"test order: random, MNISTBENCH_TEST_ORDER_SEED={seed}")
     items[:] = [test for module in order for test in modules[module]]
+
+
+def pytest_report_header(config):
+    """The order in the header, where it shows also under pytest-xdist (whose workers collect out of sight)."""
+    seed = os.environ.get("MNISTBENCH_TEST_ORDER_SEED")
+    return f"test order: random, MNISTBENCH_TEST_ORDER_SEED={seed}" if seed else None
