@@ -268,3 +268,6 @@ def test_a_test_tool_added_to_the_lock_leaves_the_record_current_and_a_changed_d
     # A record whose lock its commit does not hold (changed, not committed): nothing to compare but the files.
     assert "does not hold its lock: which packages changed is not known" in \
         identity.lock_difference("u" * 64, commit, today, tmp_path)
+    (tmp_path / "requirements.lock").unlink()  # no lock here at all
+    assert identity.lock_difference(recorded, commit, "none", tmp_path) == \
+        f"requirements.lock differs ({recorded[:12]} -> none: this project has no lock)"

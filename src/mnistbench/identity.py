@@ -197,6 +197,8 @@ def lock_difference(recorded_lock: str, commit: str, today_lock: str, root: Path
     requirements.lock changes its hash, not what a training computes (lockfile.runtime_pins)."""
     if recorded_lock == today_lock:
         return None
+    if today_lock == "none":
+        return f"requirements.lock differs ({recorded_lock[:12]} -> none: this project has no lock)"
     changed = lockfile.runtime_differences(recorded_lock, commit, root)
     if changed is None:
         return (f"requirements.lock differs ({recorded_lock[:12]} -> {today_lock[:12]}), and the record's commit "
