@@ -45,7 +45,7 @@ def device_slug(device: str) -> str:
 
 
 # The tiny profile's pipeline ends at the test evaluation: the stages after it read nothing from the device.
-TINY_TARGETS = ["evaluate"]
+TINY_TARGETS = ("evaluate",)
 
 
 def shrink(params: dict) -> dict:
@@ -59,7 +59,7 @@ def shrink(params: dict) -> dict:
 def run_benchmarks(device: str, out: Path, tiny: bool) -> dict:
     cmd = [sys.executable, "-m", "pytest", str(ROOT / "tests" / "benchmarks"), "-q", "-p", "no:cacheprovider",
            "-k", device + ("" if not tiny else " and sgemm"), f"--benchmark-json={out}"]
-    # A session of its own: pytest-benchmark stays off in a pytest-xdist worker, and would in a child that
+    # A pytest run of its own: pytest-benchmark stays off in a pytest-xdist worker, and would in a child that
     # inherited an outer run's worker variables (gpu_check started by a test under `pytest -n`).
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST_", "PYTEST_CURRENT_TEST"))}
     started = time.perf_counter()
@@ -80,7 +80,7 @@ def run_pipeline(device: str, tiny: bool) -> dict:
             shrink(params)
 
     try:
-        targets = TINY_TARGETS if tiny else []
+        targets = TINY_TARGETS if tiny else ()
         with scratch.repro(edit, targets=targets, timeout=PIPELINE_LIMIT_S) as (project, done, seconds):
             if done.returncode != 0:
                 print(done.stdout[-3000:], done.stderr[-3000:], sep="\n")

@@ -49,7 +49,7 @@ def copy_project(dest: Path, skip: list[str] = ()) -> None:
 
 
 @contextmanager
-def repro(edit: Callable[[dict], None], env: dict | None = None, targets: list[str] = (),
+def repro(edit: Callable[[dict], None], env: dict | None = None, targets: tuple[str, ...] = (),
           timeout: float | None = None) -> Iterator[tuple[Path, subprocess.CompletedProcess, float]]:
     """Yield (the scratch project, the finished `dvc repro [targets]`, its wall seconds) after `edit` changed its
     params.yaml in place; the copy is deleted afterwards. A run past `timeout` raises TimeoutExpired."""
