@@ -44,6 +44,40 @@ def write_idx(path: Path, array: np.ndarray, magic: int | None = None, count: in
     return path
 
 
+def run_stage(script: str, *args, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python stages/<script> args...` run in this process, as its command line would run it: argv, working folder
+    and environment variables (`env`: the ones to set, None to unset) in place for the call, exit status and output caught. The
+    stage's code and its error handling are the same; what is saved is a new interpreter importing torch, MLflow and
+    the package (about 4 s of CPU each), which makes a CLI error path a fast test. An exception that escapes the
+    stage's own handling comes back as Python would print it, "Traceback" first, with status 1."""
+    import contextlib
+    import io
+    import runpy
+    import sys
+    import traceback
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    sigterm = signal.getsignal(signal.SIGTERM)  # the stage's exit_on_error installs its own
+    returncode = 0
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        patch.setattr(sys, "argv", [str(ROOT / "stages" / script), *map(str, args)])
+        for name, value in (env or {}).items():
+            patch.delenv(name, raising=False) if value is None else patch.setenv(name, str(value))
+        if cwd:
+            patch.chdir(cwd)
+        try:
+            runpy.run_path(str(ROOT / "stages" / script), run_name="__main__")
+        except SystemExit as stop:
+            returncode = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        except Exception:  # noqa: BLE001  (what the interpreter would print and exit 1 on)
+            traceback.print_exc(file=stderr)
+            returncode = 1
+        finally:
+            signal.signal(signal.SIGTERM, sigterm)
+    return subprocess.CompletedProcess(["stages/" + script, *map(str, args)], returncode, stdout.getvalue(),
+                                       stderr.getvalue())
+
+
 def _refuse_processes_and_training(item) -> pytest.MonkeyPatch:
     """For a test not marked slow: starting a process (a stage, DVC, Ray, a server) or training a model fails
     the test, naming it. `make check` runs only such tests, so it stays fast."""

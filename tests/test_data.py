@@ -1,8 +1,5 @@
 import gzip
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, write_idx
+from conftest import ROOT, run_stage, write_idx
 from mnistbench import data
 from mnistbench.data import DataError
 from mnistbench.datasets import DATASETS, FILES
@@ -174,24 +171,19 @@ def test_real_mnist_decodes_to_the_published_counts(tmp_path, mnist_dir):
     assert labels.dtype == torch.int64
 
 
-@pytest.mark.slow
 def test_mnist_dir_overrides_local_dir(tmp_path, mnist_dir):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"]["local_dir"] = str(tmp_path / "nowhere")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    stage = [sys.executable, str(ROOT / "stages" / "download.py"), "--out"]
-    env = {k: v for k, v in os.environ.items() if k != "MNIST_DIR"}
-    ran = subprocess.run(stage + ["raw"], cwd=tmp_path, env=env | {"MNIST_DIR": str(mnist_dir)},
-                         capture_output=True, text=True)
+    ran = run_stage("download.py", "--out", "raw", cwd=tmp_path, env={"MNIST_DIR": mnist_dir})
     assert ran.returncode == 0, ran.stderr
     assert f"MNIST from {mnist_dir}" in ran.stdout
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted(FILES)
-    ran = subprocess.run(stage + ["raw2"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    ran = run_stage("download.py", "--out", "raw2", cwd=tmp_path, env={"MNIST_DIR": None})
     assert ran.returncode == 1 and "nowhere: MNIST folder not found (from data.local_dir)" in ran.stderr
     params["data"]["local_dir"] = "default"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    ran = subprocess.run(stage + ["raw3"], cwd=tmp_path, env=env | {"MNIST_DIR": str(mnist_dir)},
-                         capture_output=True, text=True)
+    ran = run_stage("download.py", "--out", "raw3", cwd=tmp_path, env={"MNIST_DIR": mnist_dir})
     assert ran.returncode == 0 and f"MNIST from {mnist_dir}" in ran.stdout
 
 

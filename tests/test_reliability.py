@@ -17,7 +17,7 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import AS_FROM_A_TERMINAL, ROOT, write_idx
+from conftest import AS_FROM_A_TERMINAL, ROOT, run_stage, write_idx
 
 
 
@@ -146,21 +146,22 @@ class Payload:
         return (os.system, ("touch pwned",))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("what", ["model", "checkpoint"])
+# A checkpoint is read inside the training (its resume), which the fast tier does not start: that case is slow.
+@pytest.mark.parametrize("what", ["model", pytest.param("checkpoint", marks=pytest.mark.slow)])
 def test_a_tampered_file_is_refused_without_unsafe_advice(tmp_path, env, what):
     processed = fake_processed(tmp_path / "processed", n_train=64, n_valid=64)
     params = tiny_params(tmp_path / "params.yaml", epochs=1)
     if what == "model":
         (tmp_path / "models").mkdir()
         torch.save({"weight": Payload()}, tmp_path / "models" / "cnn-0.pt")
-        cmd = [sys.executable, str(ROOT / "stages" / "evaluate.py"), "cnn", "--seed", "0", "--data", str(processed),
-               "--params", str(params), "--models-dir", str(tmp_path / "models"), "--reports", str(tmp_path / "reports")]
+        result = run_stage("evaluate.py", "cnn", "--seed", "0", "--data", processed, "--params", params,
+                           "--models-dir", tmp_path / "models", "--reports", tmp_path / "reports", cwd=tmp_path,
+                           env={"MLFLOW_TRACKING_URI": env["MLFLOW_TRACKING_URI"]})
     else:
         (tmp_path / "checkpoints").mkdir()
         torch.save({"fingerprint": Payload()}, tmp_path / "checkpoints" / "cnn-0.ckpt")
-        cmd = train_cmd(tmp_path, processed, params)
-    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+        result = subprocess.run(train_cmd(tmp_path, processed, params), cwd=tmp_path, env=env, capture_output=True,
+                                text=True)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "not a plain tensor file; refusing to load it" in result.stderr and "delete it and rerun" in result.stderr
     assert "weights_only" not in result.stderr and not (tmp_path / "pwned").exists()
@@ -211,11 +212,9 @@ def test_a_model_file_whose_bytes_changed_after_training_is_refused_by_evaluate_
     assert weights.read_bytes() == intact  # retrained, bit for bit the same weights
 
 
-@pytest.mark.slow
 def test_non_utf8_params_stop_a_stage_without_a_traceback(tmp_path):
     (tmp_path / "params.yaml").write_bytes(b"train:\n  optimizer: ad\xe9m\n")
-    result = subprocess.run([sys.executable, str(ROOT / "stages" / "download.py"), "--out", str(tmp_path / "raw")],
-                            cwd=tmp_path, capture_output=True, text=True)
+    result = run_stage("download.py", "--out", tmp_path / "raw", cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "params.yaml: not UTF-8 text (byte 0xe9 at offset 22)" in result.stderr
 
@@ -247,7 +246,6 @@ def test_three_concurrent_trainings_share_one_sqlite_store(tmp_path, env):
     ({"split": {"valid_size": 1}}, "must be 60000 (the MNIST training set), found 48000 + 1"),
     ({"pipeline": {"models": ["mlp", "resnet"]}}, "unknown model name 'resnet'"),
 ])
-@pytest.mark.slow
 def test_bad_params_stop_a_stage_with_a_named_key(tmp_path, change, message):
     """The first stage that reads the bad section stops before any work: download reads data and split only,
     the train stage the whole file."""
@@ -256,55 +254,46 @@ def test_bad_params_stop_a_stage_with_a_named_key(tmp_path, change, message):
         params[section].update(values)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     if "split" in change:
-        cmd = [ROOT / "stages" / "download.py", "--out", tmp_path / "raw"]
+        result = run_stage("download.py", "--out", tmp_path / "raw", cwd=tmp_path)
     else:
-        cmd = [ROOT / "stages" / "train.py", "--data", tmp_path / "processed", "--models-dir", tmp_path / "raw",
-               "--reports", tmp_path / "raw", "--checkpoints", tmp_path / "raw"]
-    result = subprocess.run([sys.executable, *map(str, cmd)], cwd=tmp_path, capture_output=True, text=True)
+        result = run_stage("train.py", "--data", tmp_path / "processed", "--models-dir", tmp_path / "raw",
+                           "--reports", tmp_path / "raw", "--checkpoints", tmp_path / "raw", cwd=tmp_path)
     assert result.returncode == 1
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "raw").exists()
 
 
-@pytest.mark.slow
 def test_checkpoint_from_another_architecture(tmp_path):
     processed = fake_processed(tmp_path / "processed", n_train=64, n_valid=64)
     (tmp_path / "models").mkdir()
     torch.save(torch.nn.Linear(3, 3).state_dict(), tmp_path / "models" / "cnn-0.pt")
-    result = subprocess.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), "cnn", "--seed", "0",
-                             "--data", str(processed), "--params", str(ROOT / "params.yaml"),
-                             "--models-dir", str(tmp_path / "models"), "--reports", str(tmp_path / "reports")],
-                            capture_output=True, text=True)
+    result = run_stage("evaluate.py", "cnn", "--seed", "0", "--data", processed, "--params", ROOT / "params.yaml",
+                       "--models-dir", tmp_path / "models", "--reports", tmp_path / "reports")
     assert result.returncode == 1
     assert "cnn-0.pt: checkpoint does not fit the Sequential built from params.yaml" in result.stderr
     assert not (tmp_path / "reports" / "metrics").exists()
 
 
-@pytest.mark.slow
 def test_output_folder_that_cannot_be_written(tmp_path, mnist_dir):
     # A folder below a regular file cannot be created, whoever runs the test (root included).
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
-    result = subprocess.run([sys.executable, str(ROOT / "stages" / "download.py"), "--out", str(blocker / "raw")],
-                            cwd=ROOT, env={**os.environ, "MNIST_DIR": str(mnist_dir)}, capture_output=True, text=True)
+    result = run_stage("download.py", "--out", blocker / "raw", cwd=ROOT, env={"MNIST_DIR": mnist_dir})
     assert result.returncode == 1
     assert "error: " in result.stderr and "not-a-folder" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.slow
 def test_corrupt_download_stops_the_stage_and_leaves_no_output(tmp_path, mnist_dir):
     local = tmp_path / "mnist"
     shutil.copytree(mnist_dir, local)
     (local / "train-images-idx3-ubyte.gz").chmod(0o644)
     (local / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b truncated")
-    result = subprocess.run([sys.executable, str(ROOT / "stages" / "download.py"), "--out", str(tmp_path / "raw")],
-                            cwd=ROOT, env={**os.environ, "MNIST_DIR": str(local)}, capture_output=True, text=True)
+    result = run_stage("download.py", "--out", tmp_path / "raw", cwd=ROOT, env={"MNIST_DIR": local})
     assert result.returncode == 1
     assert "train-images-idx3-ubyte.gz: corrupt or truncated gzip data" in result.stderr
     assert not (tmp_path / "raw").exists()
 
 
-@pytest.mark.slow
 def test_an_empty_test_set_is_refused_by_the_split_stage(tmp_path, mnist_dir):
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -312,9 +301,8 @@ def test_an_empty_test_set_is_refused_by_the_split_stage(tmp_path, mnist_dir):
         shutil.copyfile(mnist_dir / name, raw / name)
     write_idx(raw / "t10k-images-idx3-ubyte.gz", np.zeros((0, 28, 28)))
     write_idx(raw / "t10k-labels-idx1-ubyte.gz", np.zeros((0,)))
-    result = subprocess.run([sys.executable, str(ROOT / "stages" / "split.py"), "--raw", str(raw), "--out",
-                             str(tmp_path / "processed"), "--summary", str(tmp_path / "split.json"),
-                             "--params", str(ROOT / "params.yaml")], capture_output=True, text=True)
+    result = run_stage("split.py", "--raw", raw, "--out", tmp_path / "processed", "--summary", tmp_path / "split.json",
+                       "--params", ROOT / "params.yaml")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "t10k-images-idx3-ubyte.gz: holds 0 images" in result.stderr
     assert not (tmp_path / "processed").exists() and not (tmp_path / "split.json").exists()
