@@ -179,6 +179,20 @@ def test_a_training_no_node_can_hold_is_refused_naming_the_key():
         check_fits({"CPU": 1}, [{"CPU": 0.0}], "the Ray cluster x")  # a head started with --num-cpus=0
 
 
+def test_the_longest_recorded_trainings_are_submitted_first_and_an_unrecorded_model_before_them(tmp_path):
+    params = load_params(ROOT / "params.yaml")
+    reports = tmp_path / "reports"
+    (reports / "train").mkdir(parents=True)
+    for run, seconds in (("mlp-0", 8.0), ("mlp-1", 30.0), ("cnn-0", 20.0), ("mlp_tuned-0", 200.0)):
+        (reports / "train" / f"{run}.json").write_text(json.dumps({"wall_seconds": seconds}))
+    (reports / "train" / "vit-0.json").write_text("{not json")  # unreadable: its length is unknown
+    folders = [tmp_path / "processed", tmp_path / "models", reports, tmp_path / "checkpoints"]
+    pairs = [("mlp", 2), ("cnn", 0), ("vit", 0), ("mlp_tuned", 0), ("cnn_tuned", 0), ("mlp", 0)]
+    ordered = matrix.longest_first([matrix.Training(params, m, s, folders) for m, s in pairs])
+    # vit and cnn_tuned unknown (params order kept), then by the model's longest record: mlp's is 30 s, not
+    # mlp_tuned's 200 (another model whose name starts alike), and each of mlp's seeds has it.
+    assert [t.label for t in ordered] == ["vit-0", "cnn_tuned-0", "mlp_tuned-0", "mlp-2", "mlp-0", "cnn-0"]
+
 @pytest.mark.slow
 def test_more_cpus_per_training_than_the_cluster_has_fails_within_seconds(tmp_path, env):
     processed = fake_processed(tmp_path / "processed", n_train=256, n_valid=64)

@@ -14,6 +14,7 @@ matrix only, as dvc.lock says.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -81,7 +82,7 @@ def execute(trainings: list[Training], how: MatrixParams, on_done: Callable[[Tra
         current = [train_stage.up_to_date(t.params, t.model, t.seed, *t.folders[:3]) for t in trainings]
         for t in (t for t, done in zip(trainings, current) if done):
             on_done(t)
-        stale = [t for t, done in zip(trainings, current) if not done]
+        stale = longest_first([t for t, done in zip(trainings, current) if not done])
         trained = [False] * sum(current) + (_run_on_ray(stale, how, on_done) if stale else [])
     else:
         trained = []
@@ -89,6 +90,25 @@ def execute(trainings: list[Training], how: MatrixParams, on_done: Callable[[Tra
             trained.append(train_stage.train(t.params, t.model, t.seed, *t.folders, tags=t.tags))
             on_done(t)
     print(f"{sum(trained)} trained, {len(trained) - sum(trained)} up to date (not trained again)")
+
+
+def recorded_seconds(t: Training) -> float | None:
+    """The longest wall time a record of this training's model says (reports/train, any seed); None without one.
+    A scheduling hint, read without the checks a result gets: a record that does not parse counts as none."""
+    times = []
+    for path in (t.folders[2] / layout.TRAIN).glob(f"*{layout.SUFFIX[layout.TRAIN]}"):
+        if path.stem.rsplit("-", 1)[0] == t.model:
+            with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+                times.append(float(json.loads(path.read_text())["wall_seconds"]))
+    return max(times, default=None)
+
+
+def longest_first(trainings: list[Training]) -> list[Training]:
+    """Ray starts tasks in the order they are submitted, as CPUs free up: the longest first, so that a long training
+    does not start last and run alone at the end (docs/pipeline.md). A model never trained here goes first, its
+    length unknown. Only the order changes: a training's weights do not depend on it."""
+    seconds = {t.label: recorded_seconds(t) for t in trainings}
+    return sorted(trainings, key=lambda t: -(seconds[t.label] if seconds[t.label] is not None else float("inf")))
 
 
 # A client's HTTP/2 connection preface and an empty SETTINGS frame: a Ray head (gRPC, over HTTP/2) answers with a
