@@ -81,7 +81,7 @@ valgrind:
 	else echo "note: valgrind missing and not installable here (apt-get install valgrind needs root)"; fi
 
 COMMIT = $(shell git rev-parse --short=12 HEAD)
-counts: setup valgrind  ## instruction counts of the kernels and training steps (valgrind, ~5 min), gated against gates.yaml
+counts: setup valgrind  ## instruction counts of the kernels and training steps (valgrind, a few minutes), gated against gates.yaml
 	$(BIN)/python -m mnistbench.instructions count --out reports/benchmarks/counts/$(COMMIT).json >/dev/null
 	$(BIN)/python -m mnistbench.instructions gate --counts reports/benchmarks/counts/$(COMMIT).json --gates gates.yaml
 

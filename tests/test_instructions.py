@@ -58,3 +58,10 @@ def test_the_history_names_the_commit_where_a_count_rose(tmp_path, monkeypatch):
     assert "- training step mlp, batch 32: +7.9% at 333333333333 (1,001,000 -> 1,080,000, after 222222222222)" in lines
     assert not any("kernel conv1" in line and "at " in line for line in lines if line.startswith("- "))
     assert [c for c, _ in series[0][1]] == ["1" * 12, "2" * 12, "3" * 12]
+
+
+def test_the_shards_counts_come_back_in_the_one_fixed_order():
+    order = [f"benchmark {i}" for i in range(11)]
+    for shards in (1, 2, 3):
+        per_shard = [[(name, order.index(name)) for name in order[i::shards]] for i in range(shards)]
+        assert list(instructions.in_fixed_order(per_shard).items()) == [(name, i) for i, name in enumerate(order)]

@@ -1,15 +1,15 @@
 """Instruction counts of the kernels and of one training step of every registered model, under callgrind.
 
-    python -m mnistbench.instructions count --out counts.json        # a few minutes: one process under valgrind
+    python -m mnistbench.instructions count --out counts.json        # a few minutes: processes under valgrind
     python -m mnistbench.instructions gate --counts counts.json      # each count against gates.yaml's baseline
 
 Wall time on a shared 2-core machine moves by tens of percent with the neighbours; the number of instructions
 a computation executes does not, so a 5% slowdown of a training step is visible in a count. `count` runs
-itself once under `valgrind --tool=callgrind --collect-atstart=no` (importing torch alone costs about ten
-billion instructions, so every benchmark is counted inside that one process), builds every input first, and
-for each benchmark runs it WARMUP times uncounted (first calls' work), then REPEATS times with collection on
-(torch's valgrind toggles), and dumps: one dump per benchmark, divided by REPEATS. One thread, fixed inputs,
-fp32. What counts cannot see (threads, memory layout, bf16 on hardware that has it) stays with the wall-clock
+itself under `valgrind --tool=callgrind --collect-atstart=no`, in SHARDS processes side by side, each with
+every SHARDS-th benchmark of one fixed order (importing torch alone costs about ten billion instructions, so
+a process counts all of its benchmarks); each builds its inputs first, and for each benchmark runs it WARMUP
+times uncounted (first calls' work), then REPEATS times with collection on (torch's valgrind toggles), and
+dumps: one dump per benchmark, divided by REPEATS. One thread, fixed inputs, fp32. What counts cannot see (threads, memory layout, bf16 on hardware that has it) stays with the wall-clock
 ratios of the speed gate (docs/gates.md).
 
 MNISTBENCH_SLOWER_STEP=1 (a test switch) adds an elementwise pass to every training step, sized to about 5% of
@@ -33,6 +33,9 @@ from pathlib import Path
 WARMUP = 3
 REPEATS = 3
 BATCH = 32
+# Processes counting side by side, each single-threaded with a share of the benchmarks (every SHARDS-th): each
+# pays the import of torch under valgrind (about a minute) and holds about 2 GB, so two, where there are two cores.
+SHARDS = min(2, os.cpu_count() or 1)
 SLOWER_STEP = "MNISTBENCH_SLOWER_STEP"  # the test switch
 
 
@@ -84,12 +87,13 @@ def _benchmarks() -> list[tuple[str, object]]:
     return found
 
 
-def _run_counted(dump_dir: Path) -> None:
-    """Inside valgrind: every benchmark, one dump each, in order; their names to names.json."""
+def _run_counted(dump_dir: Path, shard: int, shards: int) -> None:
+    """Inside valgrind: this shard's benchmarks (every shards-th, from the shard-th), one dump each, in order;
+    their names to names.json."""
     import torch
 
     torch.set_num_threads(1)
-    benchmarks = _benchmarks()
+    benchmarks = _benchmarks()[shard::shards]
     for name, fn in benchmarks:
         for _ in range(WARMUP):  # first calls' work (allocations, kernel selection, optimizer state) is not the steady state
             fn()
@@ -100,8 +104,16 @@ def _run_counted(dump_dir: Path) -> None:
     (dump_dir / "names.json").write_text(json.dumps([name for name, _ in benchmarks]))
 
 
-def count() -> dict:
-    """Run the benchmarks under callgrind in one process; {benchmark: instructions per call} and the machine."""
+def in_fixed_order(per_shard: list[list[tuple[str, int]]]) -> dict[str, int]:
+    """The shards' (name, count) lists merged back into the one fixed order: shard i of N counted benchmarks
+    i, i + N, i + 2N, ... of it."""
+    shards = len(per_shard)
+    return dict(per_shard[j % shards][j // shards] for j in range(sum(map(len, per_shard))))
+
+
+def count(shards: int = SHARDS) -> dict:
+    """Run the benchmarks under callgrind, in `shards` processes side by side (each single-threaded, so as many
+    as there are cores); {benchmark: instructions per call} and the machine."""
     from mnistbench import environment
     from mnistbench.errors import MnistbenchError
 
@@ -111,25 +123,40 @@ def count() -> dict:
                               ".ci/run installs it), which counts instructions")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mnistbench-callgrind-") as scratch:
-        dump_dir = Path(scratch)
-        done = subprocess.run(
-            [valgrind, "--tool=callgrind", "--collect-atstart=no", f"--callgrind-out-file={dump_dir}/cg.out",
-             sys.executable, "-m", "mnistbench.instructions", "_inside", str(dump_dir)],
-            capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-            raise MnistbenchError(f"counting under valgrind failed (exit {done.returncode}): {last}")
-        names = json.loads((dump_dir / "names.json").read_text())
-        parts = sorted(dump_dir.glob("cg.out.*"), key=lambda p: int(p.name.rsplit(".", 1)[1]))
-        totals = [int(re.search(r"^summary: (\d+)", p.read_text(), re.M)[1]) for p in parts]
-    if len(totals) != len(names):
-        raise MnistbenchError(f"callgrind wrote {len(totals)} dumps for {len(names)} benchmarks; expected one each")
+        dump_dirs = [Path(scratch) / f"shard-{i}" for i in range(shards)]
+        running = []
+        try:
+            for i, dump_dir in enumerate(dump_dirs):
+                dump_dir.mkdir()
+                with open(dump_dir / "stderr.txt", "w") as stderr:  # a file: a full pipe would stall a shard
+                    running.append(subprocess.Popen(
+                        [valgrind, "--tool=callgrind", "--collect-atstart=no", f"--callgrind-out-file={dump_dir}/cg.out",
+                         sys.executable, "-m", "mnistbench.instructions", "_inside", str(dump_dir),
+                         "--shard", f"{i}/{shards}"],
+                        stdout=subprocess.DEVNULL, stderr=stderr, env=os.environ | {"OMP_NUM_THREADS": "1"}))
+            for process, dump_dir in zip(running, dump_dirs):
+                if process.wait() != 0:
+                    last = ((dump_dir / "stderr.txt").read_text().strip().splitlines() or ["no message"])[-1]
+                    raise MnistbenchError(f"counting under valgrind failed (exit {process.returncode}): {last}")
+        finally:  # a failed shard or Ctrl-C: the others are not left counting
+            for process in running:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+        per_shard = []  # [(name, instructions per call)] of each shard, in its order
+        for dump_dir in dump_dirs:
+            names = json.loads((dump_dir / "names.json").read_text())
+            parts = sorted(dump_dir.glob("cg.out.*"), key=lambda p: int(p.name.rsplit(".", 1)[1]))
+            totals = [int(re.search(r"^summary: (\d+)", p.read_text(), re.M)[1]) for p in parts]
+            if len(totals) != len(names):
+                raise MnistbenchError(f"callgrind wrote {len(totals)} dumps for {len(names)} benchmarks; expected one each")
+            per_shard.append([(name, total // REPEATS) for name, total in zip(names, totals)])
     return {"machine": {"cpu": environment.cpu_name(), "cpu_flags_avx512": "avx512f" in environment.cpu_flags(),
                         "platform": platform.platform(), "valgrind": subprocess.run([valgrind, "--version"],
                         capture_output=True, text=True).stdout.strip(), "git_commit": environment.git_commit(),
                         "slower_step_switch": os.environ.get(SLOWER_STEP) == "1"},
-            "repeats": REPEATS, "seconds": round(time.perf_counter() - started, 1),
-            "instructions": {name: total // REPEATS for name, total in zip(names, totals)}}
+            "repeats": REPEATS, "shards": shards, "seconds": round(time.perf_counter() - started, 1),
+            "instructions": in_fixed_order(per_shard)}
 
 
 def gate(counts: dict, gates: dict) -> tuple[list[str], list[str]]:
@@ -161,14 +188,17 @@ def main() -> None:
         parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
         parser.add_argument("command", choices=["count", "gate", "_inside"])
         parser.add_argument("dump_dir", nargs="?", type=Path, help=argparse.SUPPRESS)
+        parser.add_argument("--shard", default="0/1", help=argparse.SUPPRESS)  # _inside: i/N, which benchmarks
+        parser.add_argument("--shards", type=int, default=SHARDS, help=f"count: processes side by side (default {SHARDS})")
         parser.add_argument("--out", type=Path, help="count: where the JSON goes")
         parser.add_argument("--counts", type=Path, help="gate: a JSON written by count")
         parser.add_argument("--gates", type=Path, default=Path("gates.yaml"))
         args = parser.parse_args()
         if args.command == "_inside":
-            _run_counted(args.dump_dir)
+            shard, shards = map(int, args.shard.split("/"))
+            _run_counted(args.dump_dir, shard, shards)
         elif args.command == "count":
-            counts = count()
+            counts = count(args.shards)
             text = json.dumps(counts, indent=2) + "\n"
             if args.out:
                 args.out.parent.mkdir(parents=True, exist_ok=True)
