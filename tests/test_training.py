@@ -1,4 +1,6 @@
 import hashlib
+import sys
+import types
 
 import pytest
 import torch
@@ -171,6 +173,23 @@ def test_machine_description_has_what_a_timing_needs():
     assert info["threads"] == torch.get_num_threads()
     assert info["gpu"] == (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")
     assert info["lock_sha256"] == hashlib.sha256((ROOT / "requirements.lock").read_bytes()).hexdigest()
+
+
+def test_deterministic_mode_is_set_without_importing_torchs_compiler(monkeypatch):
+    public = []  # calls of the public switch, which imports torch._inductor to set the compiler's flag as well
+    monkeypatch.setattr(torch, "use_deterministic_algorithms", lambda mode, **kw: public.append(mode))
+    monkeypatch.delitem(sys.modules, "torch._inductor", raising=False)  # a process that never compiled
+    before = torch.are_deterministic_algorithms_enabled()
+    torch._C._set_deterministic_algorithms(False)
+    try:
+        environment.deterministic_algorithms()
+        assert torch.are_deterministic_algorithms_enabled() and not torch.is_deterministic_algorithms_warn_only_enabled()
+        assert public == [] and "torch._inductor" not in sys.modules
+        monkeypatch.setitem(sys.modules, "torch._inductor", types.ModuleType("torch._inductor"))  # one that did
+        environment.deterministic_algorithms()
+        assert public == [True]  # both flags, by the public call
+    finally:
+        torch._C._set_deterministic_algorithms(before)
 
 
 @pytest.mark.slow

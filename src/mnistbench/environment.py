@@ -30,11 +30,23 @@ def make_deterministic(seed: int, threads: int | None) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # seeds CUDA too
-    torch.use_deterministic_algorithms(True)
+    deterministic_algorithms()
     torch.backends.cudnn.benchmark = False
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.set_num_threads(threads or os.cpu_count() or 1)
+
+
+def deterministic_algorithms() -> None:
+    """torch.use_deterministic_algorithms(True), without importing torch's compiler when nothing has: the public
+    call also sets torch._inductor's own flag, and importing torch._inductor for it costs every process that
+    trains, evaluates or replays a canary about 1.5 s of CPU (docs/testing.md). Nothing in this project compiles;
+    the switch the eager kernels read is the one set here, and a process that has loaded the compiler gets the
+    public call, both flags."""
+    if "torch._inductor" in sys.modules:
+        torch.use_deterministic_algorithms(True)
+    else:
+        torch._C._set_deterministic_algorithms(True, warn_only=False)
 
 
 def resolve_device(name: str) -> torch.device:
