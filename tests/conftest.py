@@ -45,28 +45,48 @@ def write_idx(path: Path, array: np.ndarray, magic: int | None = None, count: in
 
 
 def run_stage(script: str, *args, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`python stages/<script> args...` run in this process, as its command line would run it: argv, working folder
-    and environment variables (`env`: the ones to set, None to unset) in place for the call, exit status and output caught. The
-    stage's code and its error handling are the same; what is saved is a new interpreter importing torch, MLflow and
-    the package (about 4 s of CPU each), which makes a CLI error path a fast test. An exception that escapes the
-    stage's own handling comes back as Python would print it, "Traceback" first, with status 1."""
+    """`python stages/<script> args...`, run in this process (run_in_process)."""
+    return run_in_process(["stages/" + script, *args], cwd, env)
+
+
+def run_module(module: str, *args, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m <module> args...`, run in this process (run_in_process)."""
+    return run_in_process(["-m", module, *args], cwd, env)
+
+
+def run_in_process(command: list, cwd: Path | None, env: dict | None) -> subprocess.CompletedProcess:
+    """A command line of the project (a stage script, or `-m module`) run in this process, as its interpreter would
+    run it: argv, working folder and environment variables (`env`: the ones to set, None to unset) in place for
+    the call, exit status and output caught. The code and its error handling are the same; what is saved is a new
+    interpreter importing torch, MLflow and the package (about 4 s of CPU each), which makes a CLI error path a
+    fast test. An exception that escapes the command's own handling comes back as Python would print it,
+    "Traceback" first, with status 1."""
     import contextlib
     import io
     import runpy
     import sys
     import traceback
+    import warnings
 
+    command = [str(part) for part in command]
+    module = command[1] if command[0] == "-m" else None
+    argv = [module, *command[2:]] if module else [str(ROOT / command[0]), *command[1:]]
     stdout, stderr = io.StringIO(), io.StringIO()
-    sigterm = signal.getsignal(signal.SIGTERM)  # the stage's exit_on_error installs its own
+    sigterm = signal.getsignal(signal.SIGTERM)  # a command's exit_on_error installs its own
     returncode = 0
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        patch.setattr(sys, "argv", [str(ROOT / "stages" / script), *map(str, args)])
+        patch.setattr(sys, "argv", argv)
         for name, value in (env or {}).items():
             patch.delenv(name, raising=False) if value is None else patch.setenv(name, str(value))
         if cwd:
             patch.chdir(cwd)
         try:
-            runpy.run_path(str(ROOT / "stages" / script), run_name="__main__")
+            if module:
+                with warnings.catch_warnings():  # the test imported the module too: it runs again as __main__
+                    warnings.filterwarnings("ignore", "'.*' found in sys.modules after import", RuntimeWarning)
+                    runpy.run_module(module, run_name="__main__", alter_sys=True)
+            else:
+                runpy.run_path(argv[0], run_name="__main__")
         except SystemExit as stop:
             returncode = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
         except Exception:  # noqa: BLE001  (what the interpreter would print and exit 1 on)
@@ -74,8 +94,7 @@ def run_stage(script: str, *args, cwd: Path | None = None, env: dict | None = No
             returncode = 1
         finally:
             signal.signal(signal.SIGTERM, sigterm)
-    return subprocess.CompletedProcess(["stages/" + script, *map(str, args)], returncode, stdout.getvalue(),
-                                       stderr.getvalue())
+    return subprocess.CompletedProcess(command, returncode, stdout.getvalue(), stderr.getvalue())
 
 
 def _refuse_processes_and_training(item) -> pytest.MonkeyPatch:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, run_module
 from mnistbench import benchreport, gpu_check
 
 
@@ -33,12 +33,10 @@ def test_gpu_check_steps_on_cpu(tmp_path, mnist_dir):
     assert not (ROOT / "reports" / "benchmarks" / f"{slug}-pipeline.json").exists()  # the project's own stay as they are
 
 
-@pytest.mark.slow
 def test_gpu_check_refuses_a_machine_without_cuda(tmp_path):
     if __import__("torch").cuda.is_available():
         pytest.skip("this machine has a GPU: the refusal is for machines without one")
-    done = subprocess.run([sys.executable, "-m", "mnistbench.gpu_check", "--out", str(tmp_path)], cwd=ROOT,
-                          capture_output=True, text=True)
+    done = run_module("mnistbench.gpu_check", "--out", tmp_path, cwd=ROOT)
     assert done.returncode == 1 and "torch sees no CUDA device" in done.stderr and not list(tmp_path.iterdir())
 
 

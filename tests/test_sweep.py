@@ -10,16 +10,19 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import ROOT
+from conftest import ROOT, run_module
 from test_reliability import fake_processed, state_hash, tiny_params, train_cmd
 
 
 
 
+def sweep_args(tmp_path) -> list[str]:
+    return ["--name", "lr", "--models", "mlp", "--seeds", "0", "--params", str(tmp_path / "params.yaml"),
+            "--data", str(tmp_path / "processed"), "--out", str(tmp_path / "sweeps")]
+
+
 def sweep(tmp_path, env, *extra):
-    cmd = [sys.executable, "-m", "mnistbench.sweep", "--name", "lr", "--models", "mlp", "--seeds", "0",
-           "--params", str(tmp_path / "params.yaml"), "--data", str(tmp_path / "processed"),
-           "--out", str(tmp_path / "sweeps"), *extra]
+    cmd = [sys.executable, "-m", "mnistbench.sweep", *sweep_args(tmp_path), *extra]
     return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -66,12 +69,10 @@ def test_a_points_folder_is_written_as_its_training_ends_and_not_before(tmp_path
     assert not (tmp_path / "sweeps" / "lr" / "point-1").exists()
 
 
-@pytest.mark.slow
 def test_a_bad_sweep_key_is_named_before_anything_runs(tmp_path):
     fake_processed(tmp_path / "processed", n_train=64, n_valid=64)
     tiny_params(tmp_path / "params.yaml", epochs=1)
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    done = sweep(tmp_path, env, "--set", "train.lrr=0.1,0.2")
+    done = run_module("mnistbench.sweep", *sweep_args(tmp_path), "--set", "train.lrr=0.1,0.2", cwd=tmp_path)
     assert done.returncode == 1 and "train.lrr" in done.stderr and "did you mean 'lr'" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "sweeps").exists()
 
