@@ -39,10 +39,10 @@ def make_deterministic(seed: int, threads: int | None) -> None:
 
 def deterministic_algorithms() -> None:
     """torch.use_deterministic_algorithms(True), without importing torch's compiler when nothing has: the public
-    call also sets torch._inductor's own flag, and importing torch._inductor for it costs every process that
-    trains, evaluates or replays a canary about 1.5 s of CPU (docs/testing.md). Nothing in this project compiles;
-    the switch the eager kernels read is the one set here, and a process that has loaded the compiler gets the
-    public call, both flags."""
+    call also sets torch._inductor's own flag, and importing torch._inductor for it cost every process that
+    trains, evaluates or replays a canary more than a second of CPU (docs/testing.md). Nothing in this project
+    compiles; the switch the eager kernels read is the one set here, and a process that has loaded the compiler
+    gets the public call, both flags."""
     if "torch._inductor" in sys.modules:
         torch.use_deterministic_algorithms(True)
     else:

@@ -9,8 +9,9 @@ itself under `valgrind --tool=callgrind --collect-atstart=no`, in SHARDS process
 every SHARDS-th benchmark of one fixed order (importing torch alone costs about ten billion instructions, so
 a process counts all of its benchmarks); each builds its inputs first, and for each benchmark runs it WARMUP
 times uncounted (first calls' work), then REPEATS times with collection on (torch's valgrind toggles), and
-dumps: one dump per benchmark, divided by REPEATS. One thread, fixed inputs, fp32. What counts cannot see (threads, memory layout, bf16 on hardware that has it) stays with the wall-clock
-ratios of the speed gate (docs/gates.md).
+dumps: one dump per benchmark, divided by REPEATS. One thread, fixed inputs, fp32. What counts cannot see
+(threads, memory layout, bf16 on hardware that has it) stays with the wall-clock ratios of the speed gate
+(docs/gates.md).
 
 MNISTBENCH_SLOWER_STEP=1 (a test switch) adds an elementwise pass to every training step, sized to about 5% of
 a small model's step: the gate must catch it.
