@@ -92,23 +92,23 @@ def execute(trainings: list[Training], how: MatrixParams, on_done: Callable[[Tra
     print(f"{sum(trained)} trained, {len(trained) - sum(trained)} up to date (not trained again)")
 
 
-def recorded_seconds(t: Training) -> float | None:
-    """The longest wall time a record of this training's model says (reports/train, any seed); None without one.
-    A scheduling hint, read without the checks a result gets: a record that does not parse counts as none."""
-    times = []
-    for path in (t.folders[2] / layout.TRAIN).glob(f"*{layout.SUFFIX[layout.TRAIN]}"):
-        if path.stem.rsplit("-", 1)[0] == t.model:
-            with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
-                times.append(float(json.loads(path.read_text())["wall_seconds"]))
-    return max(times, default=None)
+def recorded_seconds(reports: Path) -> dict[str, float]:
+    """Each model's longest wall time in its records under reports/train (any seed). A scheduling hint, read
+    without the checks a result gets: a record that does not parse is left out."""
+    times: dict[str, float] = {}
+    for path in (reports / layout.TRAIN).glob(f"*{layout.SUFFIX[layout.TRAIN]}"):
+        model = path.stem.rsplit("-", 1)[0]
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError, KeyError):
+            times[model] = max(times.get(model, 0.0), float(json.loads(path.read_text())["wall_seconds"]))
+    return times
 
 
 def longest_first(trainings: list[Training]) -> list[Training]:
     """Ray starts tasks in the order they are submitted, as CPUs free up: the longest first, so that a long training
     does not start last and run alone at the end (docs/pipeline.md). A model never trained here goes first, its
     length unknown. Only the order changes: a training's weights do not depend on it."""
-    seconds = {t.label: recorded_seconds(t) for t in trainings}
-    return sorted(trainings, key=lambda t: -(seconds[t.label] if seconds[t.label] is not None else float("inf")))
+    recorded = {folder: recorded_seconds(folder) for folder in {t.folders[2] for t in trainings}}  # each read once
+    return sorted(trainings, key=lambda t: -recorded[t.folders[2]].get(t.model, float("inf")))
 
 
 # A client's HTTP/2 connection preface and an empty SETTINGS frame: a Ray head (gRPC, over HTTP/2) answers with a
